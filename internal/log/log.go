@@ -1,0 +1,618 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Log is one topic's commit log: a sequence of segments in a directory.
+type Log struct {
+	cfg      Config
+	fs       FS
+	logger   *zap.Logger
+	recovery Recovery
+
+	mu sync.RWMutex
+	// The fields below are guarded by mu.
+	segments []*segment // oldest first; the last is the active one
+	next     uint64     // offset the next append gets
+	closed   bool
+	wbuf     []byte // reused frame buffer for appends
+
+	// visible is the end of what readers may see: with SyncAlways the
+	// durable end, else the written end. It only grows.
+	visible  atomic.Uint64
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed when visible grows; nil if no one waits
+
+	syncMu   sync.Mutex
+	syncCond *sync.Cond
+	// The fields below are guarded by syncMu.
+	syncing bool   // a goroutine is in fsync on everyone's behalf
+	durable uint64 // offsets below it are on stable storage
+
+	failure atomic.Pointer[error] // sticky; see ErrFailed
+
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
+}
+
+// flushBytes bounds the bytes a batch append hands to one write call.
+const flushBytes = 1 << 20
+
+// Open opens the log in cfg.Dir, creating it if needed, and recovers it
+// from any crash: see the package documentation and Log.Recovery.
+func Open(cfg Config) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	l := &Log{
+		cfg:    cfg,
+		fs:     cfg.FS,
+		logger: cfg.Logger.With(zap.String("dir", cfg.Dir)),
+		done:   make(chan struct{}),
+	}
+	l.syncCond = sync.NewCond(&l.syncMu)
+	if err := l.fs.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("log: open: %w", err)
+	}
+	if err := l.recover(); err != nil {
+		return nil, fmt.Errorf("log: open %s: %w", cfg.Dir, err)
+	}
+	l.next = l.active().next()
+	l.durable = l.next
+	l.visible.Store(l.next)
+	l.logOpen()
+
+	if cfg.Sync == SyncInterval || cfg.RetentionBytes > 0 || cfg.RetentionAge > 0 {
+		l.wg.Add(1)
+		go l.background()
+	}
+	return l, nil
+}
+
+func (l *Log) logOpen() {
+	r := l.recovery
+	fields := []zap.Field{
+		zap.Uint64("lowest_offset", l.segments[0].base),
+		zap.Uint64("next_offset", l.next),
+		zap.Int("segments", len(l.segments)),
+	}
+	if !r.Damaged() && len(r.RebuiltIndexes) == 0 && len(r.RemovedFiles) == 0 {
+		l.logger.Info("log opened", fields...)
+		return
+	}
+	fields = append(fields,
+		zap.Int64("truncated_bytes", r.TruncatedBytes),
+		zap.Uint64("cut_offset", r.CutOffset),
+		zap.String("reason", r.Reason),
+		zap.Uint64s("removed_segments", r.RemovedSegments),
+		zap.Uint64s("rebuilt_indexes", r.RebuiltIndexes),
+		zap.Strings("removed_files", r.RemovedFiles),
+	)
+	l.logger.Warn("log opened after recovery", fields...)
+}
+
+// Recovery reports what Open repaired.
+func (l *Log) Recovery() Recovery { return l.recovery }
+
+// Dir returns the log's directory.
+func (l *Log) Dir() string { return l.cfg.Dir }
+
+// Config returns the log's configuration, with defaults filled in.
+func (l *Log) Config() Config { return l.cfg }
+
+// active returns the active segment. Lock must be held.
+func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
+
+// Append appends one record and returns its offset. It returns once the
+// sync policy is met: see SyncPolicy.
+func (l *Log) Append(value []byte) (uint64, error) {
+	return l.AppendBatch([][]byte{value})
+}
+
+// AppendBatch appends records with consecutive offsets and returns the
+// first. It returns once the sync policy is met for all of them. A batch
+// is written with as few write calls as its size allows; if one fails, the
+// batch's records in the active segment are undone (records already in a
+// segment sealed during the batch remain, unacknowledged).
+func (l *Log) AppendBatch(values [][]byte) (uint64, error) {
+	if len(values) == 0 {
+		return 0, ErrEmptyBatch
+	}
+	for _, v := range values {
+		if len(v) > l.cfg.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(v), l.cfg.MaxRecordBytes)
+		}
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if err := l.failed(); err != nil {
+		l.mu.Unlock()
+		return 0, err
+	}
+	first := l.next
+	err := l.writeLocked(values)
+	end := l.next
+	l.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if l.cfg.Sync == SyncAlways {
+		if err := l.syncTo(end); err != nil {
+			return 0, err
+		}
+		return first, nil
+	}
+	l.publish(end)
+	return first, nil
+}
+
+// writeLocked frames values, writes them to the active segment (rolling
+// over as needed) and advances l.next. Lock must be held.
+func (l *Log) writeLocked(values [][]byte) error {
+	now := l.cfg.Now().UnixNano()
+	maxEntries := int(l.cfg.MaxIndexBytes / entryWidth)
+	s := l.active()
+	// Where this batch started in s, to undo it on error.
+	startN, startSize := s.n, s.size
+	buf := l.wbuf[:0]
+	defer func() {
+		if cap(buf) <= 4*flushBytes {
+			l.wbuf = buf[:0]
+		}
+	}()
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		at := s.size
+		if _, err := s.store.WriteAt(buf, at); err != nil {
+			return l.undo(s, startN, startSize, fmt.Errorf("log: append: %w", err))
+		}
+		s.size = at + int64(len(buf))
+		buf = buf[:0]
+		return nil
+	}
+	for _, v := range values {
+		fsz := frameSize(len(v))
+		bufEnd := s.size + int64(len(buf))
+		if s.n > 0 && (bufEnd+fsz > l.cfg.MaxStoreBytes || s.n+1 > maxEntries) {
+			if err := flush(); err != nil {
+				return err
+			}
+			s.lastNanos = now
+			if err := l.rollLocked(); err != nil {
+				return err
+			}
+			s = l.active()
+			startN, startSize = 0, 0
+			bufEnd = 0
+		} else if len(buf) > 0 && int64(len(buf))+fsz > flushBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		s.positions = append(s.positions, bufEnd)
+		s.n++
+		buf = appendFrame(buf, l.next, now, v)
+		l.next++
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	s.lastNanos = now
+	return nil
+}
+
+// undo takes the active segment s back to startN records and startSize
+// bytes after a failed write, and returns err. If the store cannot be cut
+// back, the log fails. Lock must be held.
+func (l *Log) undo(s *segment, startN int, startSize int64, err error) error {
+	s.positions = s.positions[:startN]
+	s.n = startN
+	s.size = startSize
+	l.next = s.next()
+	if terr := s.store.Truncate(startSize); terr != nil {
+		return l.fail(fmt.Errorf("%v; undo: %w", err, terr))
+	}
+	return err
+}
+
+// rollLocked seals the active segment and starts a new one at l.next.
+// Lock must be held.
+func (l *Log) rollLocked() error {
+	s := l.active()
+	if err := s.seal(l.fs); err != nil {
+		return l.fail(fmt.Errorf("seal segment %d: %w", s.base, err))
+	}
+	l.markDurable(s.next())
+	ns, err := createSegment(l.fs, l.cfg.Dir, s.next())
+	if err != nil {
+		return l.fail(fmt.Errorf("create segment %d: %w", s.next(), err))
+	}
+	l.segments = append(l.segments, ns)
+	if err := l.fs.SyncDir(l.cfg.Dir); err != nil {
+		return l.fail(fmt.Errorf("sync dir: %w", err))
+	}
+	l.enforceRetentionLocked()
+	return nil
+}
+
+// fail puts the log in its failed state, if it is not already, and
+// returns the failure.
+func (l *Log) fail(err error) error {
+	e := fmt.Errorf("%w: %w", ErrFailed, err)
+	if l.failure.CompareAndSwap(nil, &e) {
+		l.logger.Error("log failed: appends refused until reopened", zap.Error(err))
+	}
+	return *l.failure.Load()
+}
+
+func (l *Log) failed() error {
+	if p := l.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Sync fsyncs everything appended so far.
+func (l *Log) Sync() error {
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	end := l.next
+	l.mu.RUnlock()
+	return l.syncTo(end)
+}
+
+// syncTo returns once every offset below end is durable. The first caller
+// to find no fsync in flight runs one for everyone (group commit); the
+// others wait for it and, if it did not cover them, run the next one.
+func (l *Log) syncTo(end uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	for l.durable < end {
+		if err := l.failed(); err != nil {
+			return err
+		}
+		if l.syncing {
+			l.syncCond.Wait()
+			continue
+		}
+		l.syncing = true
+		l.syncMu.Unlock()
+		target, err := l.syncActive()
+		l.syncMu.Lock()
+		l.syncing = false
+		l.syncCond.Broadcast()
+		switch {
+		case err == nil:
+			l.advanceDurableLocked(target)
+		case l.durable >= target:
+			// A roll-over or Close made target durable while this fsync
+			// ran on a file that was then closed.
+		case errors.Is(err, ErrClosed):
+			return ErrClosed
+		default:
+			return l.fail(err)
+		}
+	}
+	return nil
+}
+
+// syncActive fsyncs the active store and returns the end it covers.
+func (l *Log) syncActive() (uint64, error) {
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	target, f := l.next, l.active().store
+	l.mu.RUnlock()
+	start := time.Now()
+	err := f.Sync()
+	if d := time.Since(start); l.cfg.SlowSyncThreshold > 0 && d > l.cfg.SlowSyncThreshold {
+		l.logger.Warn("slow fsync", zap.Duration("duration", d), zap.Uint64("next_offset", target))
+	}
+	if err != nil {
+		return target, fmt.Errorf("fsync: %w", err)
+	}
+	return target, nil
+}
+
+// markDurable records that every offset below end is durable.
+func (l *Log) markDurable(end uint64) {
+	l.syncMu.Lock()
+	l.advanceDurableLocked(end)
+	l.syncCond.Broadcast()
+	l.syncMu.Unlock()
+}
+
+// advanceDurableLocked: syncMu must be held.
+func (l *Log) advanceDurableLocked(end uint64) {
+	if end > l.durable {
+		l.durable = end
+	}
+	if l.cfg.Sync == SyncAlways {
+		l.publish(end)
+	}
+}
+
+// publish makes offsets below end visible to readers and wakes waiters.
+func (l *Log) publish(end uint64) {
+	for {
+		old := l.visible.Load()
+		if end <= old {
+			return
+		}
+		if l.visible.CompareAndSwap(old, end) {
+			break
+		}
+	}
+	l.notifyMu.Lock()
+	if l.notify != nil {
+		close(l.notify)
+		l.notify = nil
+	}
+	l.notifyMu.Unlock()
+}
+
+// Wait blocks until offset off is readable (or below the lowest offset),
+// the context ends, or the log closes (ErrClosed). It does not poll: it
+// sleeps until an append makes off visible.
+func (l *Log) Wait(ctx context.Context, off uint64) error {
+	for {
+		l.notifyMu.Lock()
+		if off < l.visible.Load() {
+			l.notifyMu.Unlock()
+			return nil
+		}
+		if l.notify == nil {
+			l.notify = make(chan struct{})
+		}
+		ch := l.notify
+		l.notifyMu.Unlock()
+		select {
+		case <-ch:
+		case <-l.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Offsets returns the lowest offset and the end of the readable log: the
+// log holds records lowest..next-1, and is empty if lowest == next.
+func (l *Log) Offsets() (lowest, next uint64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.segments[0].base, l.visible.Load()
+}
+
+// LowestOffset returns the offset of the oldest record kept.
+func (l *Log) LowestOffset() uint64 {
+	lo, _ := l.Offsets()
+	return lo
+}
+
+// NextOffset returns the offset the next record will be readable at: one
+// past the newest readable record.
+func (l *Log) NextOffset() uint64 { return l.visible.Load() }
+
+// Stats describes a log's size on disk.
+type Stats struct {
+	Segments int
+	Bytes    int64 // store and index bytes
+	Lowest   uint64
+	Next     uint64
+}
+
+// Stats returns the log's size on disk and its offsets.
+func (l *Log) Stats() Stats {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return Stats{Segments: len(l.segments), Bytes: l.sizeLocked(), Lowest: l.segments[0].base, Next: l.visible.Load()}
+}
+
+// sizeLocked returns the bytes on disk. Lock must be held.
+func (l *Log) sizeLocked() int64 {
+	var n int64
+	for _, s := range l.segments {
+		n += s.size + int64(s.n)*entryWidth
+	}
+	return n
+}
+
+// locate returns the store, position and frame size of record off.
+func (l *Log) locate(off uint64) (*segment, int64, int64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil, 0, 0, ErrClosed
+	}
+	if err := l.checkRangeLocked(off); err != nil {
+		return nil, 0, 0, err
+	}
+	s := l.findLocked(off)
+	i := int(off - s.base)
+	pos := s.position(i)
+	return s, pos, s.end(i) - pos, nil
+}
+
+// checkRangeLocked says whether off is readable. RLock must be held.
+func (l *Log) checkRangeLocked(off uint64) error {
+	if lo := l.segments[0].base; off < lo {
+		return fmt.Errorf("%w: %d is below the lowest offset %d", ErrOffsetCompacted, off, lo)
+	}
+	if next := l.visible.Load(); off >= next {
+		return fmt.Errorf("%w: %d is past the end (next offset %d)", ErrOffsetOutOfRange, off, next)
+	}
+	return nil
+}
+
+// findLocked returns the segment holding off, which must be in range.
+// RLock must be held.
+func (l *Log) findLocked(off uint64) *segment {
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].base > off })
+	return l.segments[i-1]
+}
+
+// Read returns the record at off.
+func (l *Log) Read(off uint64) (Record, error) {
+	s, pos, size, err := l.locate(off)
+	if err != nil {
+		return Record{}, err
+	}
+	buf := make([]byte, size)
+	if _, err := s.store.ReadAt(buf, pos); err != nil {
+		return Record{}, l.readError(off, err)
+	}
+	rec, n, err := decodeFrame(buf, off)
+	if err != nil || n != size {
+		return Record{}, fmt.Errorf("%w: offset %d in %s at position %d", ErrCorrupt, off, s.storePath, pos)
+	}
+	return rec, nil
+}
+
+// readError explains a failed read of off: the log closed, or retention
+// removed the segment while the read ran.
+func (l *Log) readError(off uint64, err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		if l.closed {
+			return ErrClosed
+		}
+		if rerr := l.checkRangeLocked(off); rerr != nil {
+			return rerr
+		}
+	}
+	return fmt.Errorf("log: read offset %d: %w", off, err)
+}
+
+// Truncate removes every sealed segment whose records are all below
+// lowest. The active segment is never removed, so records below lowest
+// that share a segment with newer ones stay readable.
+func (l *Log) Truncate(lowest uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return l.removeOldestLocked(func(s *segment) bool { return s.next() <= lowest })
+}
+
+// removeOldestLocked removes the oldest sealed segments while drop says
+// so. Lock must be held.
+func (l *Log) removeOldestLocked(drop func(*segment) bool) error {
+	removed := 0
+	var err error
+	for len(l.segments) > 1 && drop(l.segments[0]) {
+		s := l.segments[0]
+		l.segments = l.segments[1:]
+		removed++
+		if rerr := s.remove(l.fs); rerr != nil && err == nil {
+			err = fmt.Errorf("log: remove segment %d: %w", s.base, rerr)
+		}
+		l.logger.Debug("segment removed", zap.Uint64("base", s.base), zap.Uint64("next", s.next()))
+	}
+	if removed > 0 {
+		if serr := l.fs.SyncDir(l.cfg.Dir); serr != nil && err == nil {
+			err = fmt.Errorf("log: sync dir: %w", serr)
+		}
+	}
+	return err
+}
+
+// Close makes everything appended durable, writes the active segment's
+// index and releases the log's files. Waiters get ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	var err error
+	s := l.active()
+	if l.failed() == nil {
+		if err = s.store.Sync(); err != nil {
+			err = l.fail(fmt.Errorf("fsync: %w", err))
+		} else {
+			l.markDurable(l.next)
+			if err = s.writeIndex(l.fs); err != nil {
+				err = fmt.Errorf("log: write index: %w", err)
+			}
+		}
+	}
+	for _, s := range l.segments {
+		if cerr := s.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("log: close: %w", cerr)
+		}
+	}
+	l.mu.Unlock()
+	l.syncMu.Lock()
+	l.syncCond.Broadcast()
+	l.syncMu.Unlock()
+	l.wg.Wait()
+	return err
+}
+
+// Remove closes the log and deletes its directory.
+func (l *Log) Remove() error {
+	cerr := l.Close()
+	if err := l.fs.RemoveAll(l.cfg.Dir); err != nil {
+		return fmt.Errorf("log: remove: %w", err)
+	}
+	if errors.Is(cerr, ErrFailed) {
+		return nil
+	}
+	return cerr
+}
+
+// background runs the interval fsync and periodic retention until Close.
+func (l *Log) background() {
+	defer l.wg.Done()
+	var syncC, retainC <-chan time.Time
+	if l.cfg.Sync == SyncInterval {
+		t := time.NewTicker(l.cfg.SyncInterval)
+		defer t.Stop()
+		syncC = t.C
+	}
+	if l.cfg.RetentionBytes > 0 || l.cfg.RetentionAge > 0 {
+		t := time.NewTicker(l.cfg.RetentionCheck)
+		defer t.Stop()
+		retainC = t.C
+	}
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-syncC:
+			if err := l.Sync(); err != nil && !errors.Is(err, ErrClosed) {
+				l.logger.Error("interval fsync", zap.Error(err))
+			}
+		case <-retainC:
+			if err := l.EnforceRetention(); err != nil && !errors.Is(err, ErrClosed) {
+				l.logger.Error("retention", zap.Error(err))
+			}
+		}
+	}
+}
