@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -296,10 +297,15 @@ func (l *Log) syncTo(end uint64) error {
 		}
 		l.syncing = true
 		l.syncMu.Unlock()
+		// Let appenders that the last fsync just released, or that are
+		// runnable anyway, write before this fsync picks the end it
+		// covers; else each fsync would cover only about half of them.
+		runtime.Gosched()
+		runtime.Gosched()
 		target, err := l.syncActive()
 		l.syncMu.Lock()
 		l.syncing = false
-		l.syncCond.Broadcast()
+		var ret error
 		switch {
 		case err == nil:
 			l.advanceDurableLocked(target)
@@ -307,9 +313,16 @@ func (l *Log) syncTo(end uint64) error {
 			// A roll-over or Close made target durable while this fsync
 			// ran on a file that was then closed.
 		case errors.Is(err, ErrClosed):
-			return ErrClosed
+			ret = ErrClosed
 		default:
-			return l.fail(err)
+			// Fail before waking the others: a second fsync could
+			// succeed after the kernel dropped the dirty pages, and must
+			// never be taken as covering them.
+			ret = l.fail(err)
+		}
+		l.syncCond.Broadcast()
+		if ret != nil {
+			return ret
 		}
 	}
 	return nil
@@ -606,7 +619,8 @@ func (l *Log) background() {
 		case <-l.done:
 			return
 		case <-syncC:
-			if err := l.Sync(); err != nil && !errors.Is(err, ErrClosed) {
+			// A failed fsync was logged once, when the log failed.
+			if err := l.Sync(); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrFailed) {
 				l.logger.Error("interval fsync", zap.Error(err))
 			}
 		case <-retainC:

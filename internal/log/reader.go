@@ -66,6 +66,11 @@ func (r *Reader) position() (*segment, int64, int64, error) {
 	}
 	if err := l.checkRangeLocked(r.off); err != nil {
 		if errors.Is(err, ErrOffsetOutOfRange) {
+			// A reader at the tail may wait there a long time: give its
+			// buffer back (the next fill is only as large as what is new).
+			if cap(r.buf) > 4<<10 {
+				r.buf, r.bufSeg = nil, nil
+			}
 			return nil, 0, 0, io.EOF
 		}
 		return nil, 0, 0, err
