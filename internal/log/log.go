@@ -40,6 +40,10 @@ type Log struct {
 	syncing bool   // a goroutine is in fsync on everyone's behalf
 	durable uint64 // offsets below it are on stable storage
 
+	// With SyncAlways, entered counts appends begun and wrote those that
+	// have released mu, for an fsync leader to wait for; see awaitWriters.
+	entered, wrote atomic.Uint64
+
 	failure atomic.Pointer[error] // sticky; see ErrFailed
 
 	done chan struct{} // closed by Close
@@ -127,38 +131,67 @@ func (l *Log) Append(value []byte) (uint64, error) {
 // batch's records in the active segment are undone (records already in a
 // segment sealed during the batch remain, unacknowledged).
 func (l *Log) AppendBatch(values [][]byte) (uint64, error) {
+	p, err := l.StartAppend(values)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.Wait(); err != nil {
+		return 0, err
+	}
+	return p.First, nil
+}
+
+// Pending is an append whose records are written to the OS but which may
+// not meet the sync policy yet.
+type Pending struct {
+	l *Log
+	// First is the offset of the append's first record.
+	First uint64
+	end   uint64
+}
+
+// Wait returns once the sync policy is met for the append: with
+// SyncAlways, once an fsync covers it (shared with every append waiting
+// at the time); otherwise at once.
+func (p Pending) Wait() error {
+	if p.l.cfg.Sync == SyncAlways {
+		return p.l.syncTo(p.end)
+	}
+	return nil
+}
+
+// StartAppend writes records like AppendBatch but returns before the sync
+// policy is met: the caller acknowledges them after Pending.Wait. This
+// lets one caller pipeline appends, so that one fsync covers many.
+func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 	if len(values) == 0 {
-		return 0, ErrEmptyBatch
+		return Pending{}, ErrEmptyBatch
 	}
 	for _, v := range values {
 		if len(v) > l.cfg.MaxRecordBytes {
-			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(v), l.cfg.MaxRecordBytes)
+			return Pending{}, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(v), l.cfg.MaxRecordBytes)
 		}
 	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return 0, ErrClosed
+		return Pending{}, ErrClosed
 	}
 	if err := l.failed(); err != nil {
 		l.mu.Unlock()
-		return 0, err
+		return Pending{}, err
 	}
 	first := l.next
 	err := l.writeLocked(values)
 	end := l.next
 	l.mu.Unlock()
 	if err != nil {
-		return 0, err
+		return Pending{}, err
 	}
-	if l.cfg.Sync == SyncAlways {
-		if err := l.syncTo(end); err != nil {
-			return 0, err
-		}
-		return first, nil
+	if l.cfg.Sync != SyncAlways {
+		l.publish(end)
 	}
-	l.publish(end)
-	return first, nil
+	return Pending{l: l, First: first, end: end}, nil
 }
 
 // writeLocked frames values, writes them to the active segment (rolling
@@ -297,11 +330,7 @@ func (l *Log) syncTo(end uint64) error {
 		}
 		l.syncing = true
 		l.syncMu.Unlock()
-		// Let appenders that the last fsync just released, or that are
-		// runnable anyway, write before this fsync picks the end it
-		// covers; else each fsync would cover only about half of them.
-		runtime.Gosched()
-		runtime.Gosched()
+		l.awaitWriters()
 		target, err := l.syncActive()
 		l.syncMu.Lock()
 		l.syncing = false
@@ -326,6 +355,23 @@ func (l *Log) syncTo(end uint64) error {
 		}
 	}
 	return nil
+}
+
+// awaitYields bounds how long awaitWriters waits.
+const awaitYields = 64
+
+// awaitWriters lets appenders that the last fsync just released, and
+// appends under way, write before an fsync leader picks the end its fsync
+// covers. Without it, appenders fall into two groups that take turns, and
+// each fsync covers only about half of them.
+func (l *Log) awaitWriters() {
+	for range awaitYields {
+		entered := l.entered.Load()
+		runtime.Gosched()
+		if l.entered.Load() == entered && l.wrote.Load() == entered {
+			return
+		}
+	}
 }
 
 // syncActive fsyncs the active store and returns the end it covers.

@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	logv1 "github.com/logd/logd/api/v1"
+	"github.com/logd/logd/internal/auth"
+	"github.com/logd/logd/internal/log"
+)
+
+// Authorizer decides whether principal may do action on topic; a refusal
+// is an error wrapping auth.ErrDenied.
+type Authorizer interface {
+	Authorize(principal, topic, action string) error
+}
+
+var _ Authorizer = (*auth.Authorizer)(nil)
+
+// methodActions maps each log.v1 method to the action it needs on the
+// request's topic. A log.v1 method missing here is refused.
+var methodActions = map[string]string{
+	logv1.Log_Produce_FullMethodName:       auth.Produce,
+	logv1.Log_ProduceStream_FullMethodName: auth.Produce,
+	logv1.Log_Consume_FullMethodName:       auth.Consume,
+	logv1.Log_ConsumeStream_FullMethodName: auth.Consume,
+}
+
+type principalKey struct{}
+
+// Principal returns the authenticated principal of a call's context.
+func Principal(ctx context.Context) (string, bool) {
+	p, ok := ctx.Value(principalKey{}).(string)
+	return p, ok
+}
+
+// principalFromPeer returns the subject CN of the verified client
+// certificate of the call.
+func principalFromPeer(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "connection is not TLS")
+	}
+	chains := ti.State.VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return "", status.Error(codes.Unauthenticated, "no verified client certificate")
+	}
+	cn := chains[0][0].Subject.CommonName
+	if cn == "" {
+		return "", status.Error(codes.Unauthenticated, "client certificate has no subject CN")
+	}
+	return cn, nil
+}
+
+// topicRequest is a request that names a topic.
+type topicRequest interface{ GetTopic() string }
+
+// resolveTopic returns the topic a request names, "default" if none, or
+// an InvalidArgument status.
+func resolveTopic(name string) (string, error) {
+	if name == "" {
+		return log.DefaultTopic, nil
+	}
+	if err := log.ValidateTopic(name); err != nil {
+		return "", toStatus(err, "", nil)
+	}
+	return name, nil
+}
+
+// guard authenticates and authorizes calls.
+type guard struct {
+	authz Authorizer
+}
+
+// check authorizes principal for a request of method; requests of
+// methods outside log.v1 (health, reflection) need no rule.
+func (g *guard) check(principal, method string, req any) error {
+	action, ok := methodActions[method]
+	if !ok {
+		if strings.HasPrefix(method, "/log.v1.") {
+			return status.Errorf(codes.PermissionDenied, "no access rule for method %s", method)
+		}
+		return nil
+	}
+	tr, ok := req.(topicRequest)
+	if !ok {
+		return status.Errorf(codes.Internal, "request of %s has no topic", method)
+	}
+	topic, err := resolveTopic(tr.GetTopic())
+	if err != nil {
+		return err
+	}
+	return toStatus(g.authz.Authorize(principal, topic, action), topic, nil)
+}
+
+func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	principal, err := principalFromPeer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.check(principal, info.FullMethod, req); err != nil {
+		return nil, err
+	}
+	return handler(context.WithValue(ctx, principalKey{}, principal), req)
+}
+
+func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	principal, err := principalFromPeer(ss.Context())
+	if err != nil {
+		return err
+	}
+	return handler(srv, &guardedStream{
+		ServerStream: ss,
+		ctx:          context.WithValue(ss.Context(), principalKey{}, principal),
+		g:            g,
+		principal:    principal,
+		method:       info.FullMethod,
+	})
+}
+
+// guardedStream authorizes every message received, since each request of
+// a stream may name another topic. It remembers the last topic allowed.
+type guardedStream struct {
+	grpc.ServerStream
+	ctx       context.Context
+	g         *guard
+	principal string
+	method    string
+	allowed   string
+	anyOK     bool
+}
+
+func (s *guardedStream) Context() context.Context { return s.ctx }
+
+func (s *guardedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if tr, ok := m.(topicRequest); ok && s.anyOK && tr.GetTopic() == s.allowed {
+		return nil
+	}
+	if err := s.g.check(s.principal, s.method, m); err != nil {
+		return err
+	}
+	if tr, ok := m.(topicRequest); ok {
+		s.allowed, s.anyOK = tr.GetTopic(), true
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	logv1 "github.com/logd/logd/api/v1"
+	"github.com/logd/logd/internal/log"
+)
+
+// Config wires a Server.
+type Config struct {
+	// Topics is the storage; Authorizer the ACL. Both are required.
+	Topics     Topics
+	Authorizer Authorizer
+	// TLS is the server's mutual-TLS config (see package tlsconfig).
+	TLS *tls.Config
+	// MaxRecordBytes is the largest record value accepted; gRPC's receive
+	// limit is set just above it, so that a record over it gets a clear
+	// InvalidArgument. Zero means log.DefaultMaxRecordBytes.
+	MaxRecordBytes int
+	// StreamWindow bounds the records of one ProduceStream that wait for
+	// their acknowledgement. Zero means 1024.
+	StreamWindow int
+	// UnaryInterceptors and StreamInterceptors run before authentication
+	// (logging, metrics); ServerOptions are added last (a stats handler).
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	StreamInterceptors []grpc.StreamServerInterceptor
+	ServerOptions      []grpc.ServerOption
+	Logger             *zap.Logger
+}
+
+// requestSlack is what a request may carry beyond its record's value: the
+// topic and protobuf framing.
+const requestSlack = 16 << 10
+
+// Server is the gRPC server with the log.v1.Log service, the standard
+// health service and reflection.
+type Server struct {
+	grpc   *grpc.Server
+	health *health.Server
+	cancel context.CancelFunc
+	logger *zap.Logger
+}
+
+// New builds a Server. Its health service reports SERVING from the start:
+// build it once the logs are open.
+func New(cfg Config) (*Server, error) {
+	if cfg.Topics == nil || cfg.Authorizer == nil {
+		return nil, errors.New("server: Topics and Authorizer are required")
+	}
+	if cfg.TLS == nil {
+		return nil, errors.New("server: TLS config is required")
+	}
+	if cfg.MaxRecordBytes == 0 {
+		cfg.MaxRecordBytes = log.DefaultMaxRecordBytes
+	}
+	if cfg.StreamWindow == 0 {
+		cfg.StreamWindow = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	g := &guard{authz: cfg.Authorizer}
+	opts := []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(cfg.TLS)),
+		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
+		grpc.ChainUnaryInterceptor(append(cfg.UnaryInterceptors, g.unary)...),
+		grpc.ChainStreamInterceptor(append(cfg.StreamInterceptors, g.stream)...),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	opts = append(opts, cfg.ServerOptions...)
+	gs := grpc.NewServer(opts...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logv1.RegisterLogServer(gs, &service{topics: cfg.Topics, window: cfg.StreamWindow, shutdown: ctx})
+	hs := health.NewServer()
+	hs.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	return &Server{grpc: gs, health: hs, cancel: cancel, logger: cfg.Logger}, nil
+}
+
+// Serve accepts connections on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	err := s.grpc.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown reports NOT_SERVING, stops accepting, ends tail-following
+// streams with Unavailable and lets in-flight calls finish until ctx ends;
+// then it cuts the remaining ones off.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.health.Shutdown()
+	s.cancel()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.logger.Warn("shutdown deadline passed: closing remaining calls")
+		s.grpc.Stop()
+		<-done
+	}
+}

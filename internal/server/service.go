@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	logv1 "github.com/logd/logd/api/v1"
+	"github.com/logd/logd/internal/log"
+)
+
+// Topics is the storage the service needs: a topic's log, created on
+// first produce.
+type Topics interface {
+	// Open returns a topic's log, creating the topic if it is new.
+	Open(name string) (*log.Log, error)
+	// Get returns an existing topic's log or an error wrapping
+	// log.ErrTopicNotFound.
+	Get(name string) (*log.Log, error)
+}
+
+var _ Topics = (*log.Topics)(nil)
+
+var errShuttingDown = errors.New("server: shutting down")
+
+// service implements logv1.LogServer.
+type service struct {
+	logv1.UnimplementedLogServer
+	topics Topics
+	window int
+	// shutdown ends when the server shuts down: streams waiting for new
+	// records then end with Unavailable.
+	shutdown context.Context
+}
+
+var _ logv1.LogServer = (*service)(nil)
+
+func toProto(r log.Record) *logv1.Record {
+	return &logv1.Record{Value: r.Value, Offset: r.Offset, Time: timestamppb.New(r.Time)}
+}
+
+func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
+	topic, err := resolveTopic(req.GetTopic())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetRecord() == nil {
+		return nil, status.Error(codes.InvalidArgument, "record is required")
+	}
+	l, err := s.topics.Open(topic)
+	if err != nil {
+		return nil, toStatus(err, topic, nil)
+	}
+	off, err := l.Append(req.GetRecord().GetValue())
+	if err != nil {
+		return nil, toStatus(err, topic, l)
+	}
+	return &logv1.ProduceResponse{Offset: off}, nil
+}
+
+func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
+	topic, err := resolveTopic(req.GetTopic())
+	if err != nil {
+		return nil, err
+	}
+	l, err := s.topics.Get(topic)
+	if err != nil {
+		return nil, toStatus(err, topic, nil)
+	}
+	rec, err := l.Read(req.GetOffset())
+	if err != nil {
+		return nil, toStatus(err, topic, l)
+	}
+	return &logv1.ConsumeResponse{Record: toProto(rec)}, nil
+}
+
+// ConsumeStream sends records from the requested offset on; at the end of
+// the topic it sleeps until an append wakes it, and ends when the client
+// cancels (or the server shuts down: Unavailable).
+func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
+	topic, err := resolveTopic(req.GetTopic())
+	if err != nil {
+		return err
+	}
+	l, err := s.topics.Get(topic)
+	if err != nil {
+		return toStatus(err, topic, nil)
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	stop := context.AfterFunc(s.shutdown, func() { cancel(errShuttingDown) })
+	defer stop()
+
+	r := l.NewReader(req.GetOffset())
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			if err := l.Wait(ctx, r.Offset()); err != nil {
+				if cause := context.Cause(ctx); cause != nil {
+					err = cause
+				}
+				return toStatus(err, topic, l)
+			}
+			continue
+		}
+		if err != nil {
+			return toStatus(err, topic, l)
+		}
+		if err := stream.Send(&logv1.ConsumeResponse{Record: toProto(rec)}); err != nil {
+			return err
+		}
+	}
+}
+
+// ack is an append waiting for its acknowledgement, or the error that
+// ends a ProduceStream after the acknowledgements before it.
+type ack struct {
+	pending log.Pending
+	err     error
+}
+
+// ProduceStream pipelines: a goroutine reads and appends requests while
+// this one waits for each append to meet the sync policy and answers, in
+// order. One fsync thus covers every record written while the previous one
+// ran. At most s.window records wait for acknowledgement at once.
+func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	acks := make(chan ack, s.window)
+	go func() {
+		defer close(acks)
+		for {
+			a := s.receive(stream)
+			if errors.Is(a.err, io.EOF) {
+				return
+			}
+			select {
+			case acks <- a:
+			case <-ctx.Done():
+				return
+			}
+			if a.err != nil {
+				return
+			}
+		}
+	}()
+	for a := range acks {
+		if a.err != nil {
+			return a.err
+		}
+		if err := a.pending.Wait(); err != nil {
+			return toStatus(err, "", nil)
+		}
+		if err := stream.Send(&logv1.ProduceResponse{Offset: a.pending.First}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receive reads one request of a ProduceStream and starts its append.
+func (s *service) receive(stream logv1.Log_ProduceStreamServer) ack {
+	req, err := stream.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return ack{err: io.EOF}
+		}
+		return ack{err: toStatus(err, "", nil)}
+	}
+	topic, err := resolveTopic(req.GetTopic())
+	if err != nil {
+		return ack{err: err}
+	}
+	if req.GetRecord() == nil {
+		return ack{err: status.Error(codes.InvalidArgument, "record is required")}
+	}
+	l, err := s.topics.Open(topic)
+	if err != nil {
+		return ack{err: toStatus(err, topic, nil)}
+	}
+	p, err := l.StartAppend([][]byte{req.GetRecord().GetValue()})
+	if err != nil {
+		return ack{err: toStatus(err, topic, l)}
+	}
+	return ack{pending: p}
+}

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"syscall"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/logd/logd/internal/auth"
+	"github.com/logd/logd/internal/log"
+)
+
+// ErrorDomain is the domain of the ErrorInfo details logd sends.
+const ErrorDomain = "logd"
+
+// Reasons in ErrorInfo details, for clients to act on.
+const (
+	ReasonOffsetOutOfRange = "OFFSET_OUT_OF_RANGE" // past the end; wait or read from lowest..highest
+	ReasonOffsetCompacted  = "OFFSET_COMPACTED"    // below the lowest; read from lowest
+	ReasonRecordTooLarge   = "RECORD_TOO_LARGE"
+	ReasonInvalidTopic     = "INVALID_TOPIC"
+	ReasonTopicNotFound    = "TOPIC_NOT_FOUND"
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	ReasonDiskFull         = "DISK_FULL"
+)
+
+// offsetRange is what a client needs to recover from an offset error.
+type offsetRange interface{ Offsets() (lowest, next uint64) }
+
+// toStatus turns an error from the storage engine or the authorizer into
+// the gRPC status a client can act on. It is the one place where domain
+// errors meet status codes. topic and l (nil if unknown) add details.
+func toStatus(err error, topic string, l offsetRange) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	info := func(c codes.Code, reason, msg string, md map[string]string) error {
+		if md == nil {
+			md = map[string]string{}
+		}
+		if topic != "" {
+			md["topic"] = topic
+		}
+		st, derr := status.New(c, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: md})
+		if derr != nil {
+			return status.Error(c, msg)
+		}
+		return st.Err()
+	}
+	bad := func(reason, field string) error {
+		st, derr := status.New(codes.InvalidArgument, err.Error()).WithDetails(
+			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: err.Error()}}},
+			&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain},
+		)
+		if derr != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		return st.Err()
+	}
+	switch {
+	case errors.Is(err, log.ErrOffsetOutOfRange), errors.Is(err, log.ErrOffsetCompacted):
+		md := map[string]string{}
+		var msg string
+		reason := ReasonOffsetOutOfRange
+		if l != nil {
+			lo, next := l.Offsets()
+			md["lowest"] = strconv.FormatUint(lo, 10)
+			md["next"] = strconv.FormatUint(next, 10)
+			rng := "empty"
+			if next > lo {
+				md["highest"] = strconv.FormatUint(next-1, 10)
+				rng = fmt.Sprintf("offsets %d..%d", lo, next-1)
+			}
+			msg = fmt.Sprintf("topic %q holds %s", topic, rng)
+		}
+		if errors.Is(err, log.ErrOffsetCompacted) {
+			reason = ReasonOffsetCompacted
+			msg = fmt.Sprintf("%v: removed by retention; %s", err, msg)
+		} else {
+			msg = fmt.Sprintf("%v; %s", err, msg)
+		}
+		return info(codes.OutOfRange, reason, msg, md)
+	case errors.Is(err, log.ErrRecordTooLarge):
+		return bad(ReasonRecordTooLarge, "record.value")
+	case errors.Is(err, log.ErrInvalidTopic):
+		return bad(ReasonInvalidTopic, "topic")
+	case errors.Is(err, log.ErrEmptyBatch):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, log.ErrTopicNotFound):
+		return info(codes.NotFound, ReasonTopicNotFound, err.Error(), nil)
+	case errors.Is(err, auth.ErrDenied):
+		return info(codes.PermissionDenied, ReasonPermissionDenied, err.Error(), nil)
+	case errors.Is(err, syscall.ENOSPC):
+		return info(codes.ResourceExhausted, ReasonDiskFull, "disk full: "+err.Error(), nil)
+	case errors.Is(err, log.ErrFailed):
+		return status.Error(codes.FailedPrecondition, err.Error()+" (the server must be restarted to recover the log)")
+	case errors.Is(err, log.ErrClosed), errors.Is(err, errShuttingDown):
+		return status.Error(codes.Unavailable, "server shutting down")
+	case errors.Is(err, log.ErrCorrupt):
+		return status.Error(codes.DataLoss, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
