@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 
 	"github.com/cloudflare/cfssl/config"
+	cflog "github.com/cloudflare/cfssl/log"
 	"github.com/cloudflare/cfssl/csr"
 	"github.com/cloudflare/cfssl/helpers"
 	"github.com/cloudflare/cfssl/initca"
@@ -25,6 +26,12 @@ import (
 
 	"github.com/logd/logd/configs"
 )
+
+func init() {
+	// cfssl logs every step at info level to the standard logger; logd
+	// reports what it made itself.
+	cflog.Level = cflog.LevelWarning
+}
 
 // DefaultClients are the principals of the default policy.
 var DefaultClients = []string{"root", "alice", "bob", "nobody"}
