@@ -17,10 +17,10 @@ import (
 	"path/filepath"
 
 	"github.com/cloudflare/cfssl/config"
-	cflog "github.com/cloudflare/cfssl/log"
 	"github.com/cloudflare/cfssl/csr"
 	"github.com/cloudflare/cfssl/helpers"
 	"github.com/cloudflare/cfssl/initca"
+	cflog "github.com/cloudflare/cfssl/log"
 	"github.com/cloudflare/cfssl/signer"
 	"github.com/cloudflare/cfssl/signer/local"
 

@@ -511,4 +511,3 @@ func TestUntrustedClients(t *testing.T) {
 	// The server kept serving.
 	produce(t, client(t, ts, "root"), "t", "after")
 }
-
