@@ -148,18 +148,42 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 			}
 		}
 	}()
-	for a := range acks {
+	answer := func(a ack) error {
 		if a.err != nil {
 			return a.err
 		}
 		if err := a.pending.Wait(); err != nil {
 			return toStatus(err, "", nil)
 		}
-		if err := stream.Send(&logv1.ProduceResponse{Offset: a.pending.First}); err != nil {
-			return err
+		return stream.Send(&logv1.ProduceResponse{Offset: a.pending.First})
+	}
+	for {
+		select {
+		case a, ok := <-acks:
+			if !ok {
+				return nil
+			}
+			if err := answer(a); err != nil {
+				return err
+			}
+		case <-s.shutdown.Done():
+			// Answer what was appended already, then end the stream: the
+			// client resends the rest to another server or after restart.
+			for {
+				select {
+				case a, ok := <-acks:
+					if !ok {
+						return toStatus(errShuttingDown, "", nil)
+					}
+					if err := answer(a); err != nil {
+						return err
+					}
+				default:
+					return toStatus(errShuttingDown, "", nil)
+				}
+			}
 		}
 	}
-	return nil
 }
 
 // receive reads one request of a ProduceStream and starts its append.
@@ -177,6 +201,9 @@ func (s *service) receive(stream logv1.Log_ProduceStreamServer) ack {
 	}
 	if req.GetRecord() == nil {
 		return ack{err: status.Error(codes.InvalidArgument, "record is required")}
+	}
+	if s.shutdown.Err() != nil {
+		return ack{err: toStatus(errShuttingDown, topic, nil)}
 	}
 	l, err := s.topics.Open(topic)
 	if err != nil {
