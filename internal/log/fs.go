@@ -130,6 +130,27 @@ func (f *osFile) Sync() error {
 	return nil
 }
 
+// writebacker is a File that can start writing its dirty pages to the
+// device without waiting for them (osFile). It is optional: the log only
+// uses it to spread out the work of later fsyncs.
+type writebacker interface {
+	StartWriteback(off, n int64) error
+}
+
+// StartWriteback starts write-back of bytes [off, off+n) with
+// sync_file_range(2) SYNC_FILE_RANGE_WRITE, which neither waits for the
+// device nor consumes a write-back error that a later fsync must report.
+func (f *osFile) StartWriteback(off, n int64) error {
+	var err error
+	cerr := f.rc.Control(func(fd uintptr) {
+		err = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
 func (f *osFile) Size() (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {

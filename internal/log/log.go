@@ -172,19 +172,22 @@ func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 			return Pending{}, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(v), l.cfg.MaxRecordBytes)
 		}
 	}
+	if l.cfg.Sync == SyncAlways {
+		l.entered.Add(1)
+	}
 	l.mu.Lock()
 	if l.closed {
-		l.mu.Unlock()
+		l.unlockAppend()
 		return Pending{}, ErrClosed
 	}
 	if err := l.failed(); err != nil {
-		l.mu.Unlock()
+		l.unlockAppend()
 		return Pending{}, err
 	}
 	first := l.next
 	err := l.writeLocked(values)
 	end := l.next
-	l.mu.Unlock()
+	l.unlockAppend()
 	if err != nil {
 		return Pending{}, err
 	}
@@ -192,6 +195,14 @@ func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 		l.publish(end)
 	}
 	return Pending{l: l, First: first, end: end}, nil
+}
+
+// unlockAppend releases the lock StartAppend took.
+func (l *Log) unlockAppend() {
+	l.mu.Unlock()
+	if l.cfg.Sync == SyncAlways {
+		l.wrote.Add(1)
+	}
 }
 
 // writeLocked frames values, writes them to the active segment (rolling
@@ -218,6 +229,7 @@ func (l *Log) writeLocked(values [][]byte) error {
 		}
 		s.size = at + int64(len(buf))
 		buf = buf[:0]
+		l.startWriteback(s)
 		return nil
 	}
 	for _, v := range values {
@@ -227,7 +239,11 @@ func (l *Log) writeLocked(values [][]byte) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			s.lastNanos = now
+			if s.n > startN {
+				// Only if this batch added records to s: otherwise its
+				// newest record is older, and retention by age goes by it.
+				s.lastNanos = now
+			}
 			if err := l.rollLocked(); err != nil {
 				return err
 			}
@@ -249,6 +265,26 @@ func (l *Log) writeLocked(values [][]byte) error {
 	}
 	s.lastNanos = now
 	return nil
+}
+
+// writebackBytes is how many written bytes of the active store may wait
+// in the page cache before the log asks the OS to start writing them to
+// the device. Without it, the fsync that seals a segment would write the
+// whole segment while holding the lock, stalling appends and reads.
+const writebackBytes = 4 << 20
+
+// startWriteback starts write-back of s's store if enough bytes are
+// waiting. It makes nothing durable (fsync still does that) and ignores
+// errors, which the next fsync reports. With SyncAlways, fsyncs keep the
+// store clean anyway. Lock must be held.
+func (l *Log) startWriteback(s *segment) {
+	if l.cfg.Sync == SyncAlways || s.size-s.writeback < writebackBytes {
+		return
+	}
+	if w, ok := s.store.(writebacker); ok {
+		_ = w.StartWriteback(s.writeback, s.size-s.writeback)
+	}
+	s.writeback = s.size
 }
 
 // undo takes the active segment s back to startN records and startSize
@@ -357,18 +393,30 @@ func (l *Log) syncTo(end uint64) error {
 	return nil
 }
 
-// awaitYields bounds how long awaitWriters waits.
-const awaitYields = 64
+// awaitQuiet and awaitMax bound awaitWriters: it returns once no append
+// has begun or been under way for awaitQuiet, and after awaitMax at most.
+// A lone appender pays awaitQuiet per fsync.
+const (
+	awaitQuiet = 5 * time.Microsecond
+	awaitMax   = 100 * time.Microsecond
+)
 
 // awaitWriters lets appenders that the last fsync just released, and
 // appends under way, write before an fsync leader picks the end its fsync
 // covers. Without it, appenders fall into two groups that take turns, and
 // each fsync covers only about half of them.
 func (l *Log) awaitWriters() {
-	for range awaitYields {
-		entered := l.entered.Load()
+	start := time.Now()
+	last, seen := start, l.entered.Load()
+	for {
 		runtime.Gosched()
-		if l.entered.Load() == entered && l.wrote.Load() == entered {
+		now := time.Now()
+		if e := l.entered.Load(); e != seen || l.wrote.Load() != e {
+			seen, last = e, now
+		} else if now.Sub(last) >= awaitQuiet {
+			return
+		}
+		if now.Sub(start) >= awaitMax {
 			return
 		}
 	}
@@ -510,8 +558,13 @@ func (l *Log) locate(off uint64) (*segment, int64, int64, error) {
 	}
 	s := l.findLocked(off)
 	i := int(off - s.base)
-	pos := s.position(i)
-	return s, pos, s.end(i) - pos, nil
+	pos, end := s.position(i), s.end(i)
+	// A sealed index is checked cheaply at Open (first and last entry):
+	// a bad entry in its middle must read as ErrCorrupt, not size a buffer.
+	if pos < 0 || end > s.size || end-pos < headerSize || end-pos > frameSize(maxValueLen) {
+		return nil, 0, 0, fmt.Errorf("%w: offset %d in %s: bad index entry (position %d, end %d)", ErrCorrupt, off, s.storePath, pos, end)
+	}
+	return s, pos, end - pos, nil
 }
 
 // checkRangeLocked says whether off is readable. RLock must be held.

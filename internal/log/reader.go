@@ -84,6 +84,10 @@ func (r *Reader) position() (*segment, int64, int64, error) {
 	if vis := l.visible.Load(); vis-s.base < uint64(s.n) {
 		limit = s.position(int(vis - s.base))
 	}
+	if pos < 0 || pos > limit {
+		// A bad entry in the middle of a sealed index (see Log.locate).
+		return nil, 0, 0, fmt.Errorf("%w: offset %d in %s: bad index entry (position %d)", ErrCorrupt, r.off, s.storePath, pos)
+	}
 	return s, pos, limit, nil
 }
 

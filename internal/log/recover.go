@@ -128,7 +128,27 @@ func (l *Log) recover() error {
 	tail := l.active()
 	if tail.mapped != nil {
 		// A sealed segment became the tail because later ones were removed.
-		tail.activate()
+		// It passed only the cheap check, so rescan it like any tail:
+		// appends will follow its last frame, and a bad frame left in its
+		// middle would make the next Open cut them off. A cut here is the
+		// first offset lost, so it takes over CutOffset and the Reason.
+		gap := rep.Reason
+		rep.Reason = ""
+		tail.close()
+		l.segments = l.segments[:len(l.segments)-1]
+		s, _, err := l.openSegment(tail.base, true, false)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("segment %d: %w", tail.base, err)
+		}
+		l.segments = append(l.segments, s)
+		tail = s
+		switch {
+		case rep.Reason == "":
+			rep.Reason = gap
+		case gap != "":
+			rep.Reason += "; " + gap
+		}
 	}
 	// What a killed process left in the page cache is made durable now, so
 	// that everything readable after Open is on disk.
@@ -143,18 +163,6 @@ func (l *Log) recover() error {
 		}
 	}
 	return nil
-}
-
-// activate turns a sealed segment back into an active one.
-func (s *segment) activate() {
-	s.positions = make([]int64, s.n)
-	for i := range s.positions {
-		s.positions[i] = s.position(i)
-	}
-	if s.unmap != nil {
-		s.unmap()
-	}
-	s.mapped, s.unmap = nil, nil
 }
 
 // openSegment opens the segment at base. A sealed segment (not the tail,
@@ -233,7 +241,9 @@ func (l *Log) checkSealed(s *segment, size int64) bool {
 	}
 	rel0, pos0 := entry(0)
 	relN, posN := entry(n - 1)
-	if rel0 != 0 || pos0 != 0 || int(relN) != n-1 || posN < 0 || posN+headerSize > size || size-posN > frameSize(maxValueLen) {
+	// posN > size-headerSize, not posN+headerSize > size: a corrupt posN
+	// near 2^63 must not overflow past the check.
+	if rel0 != 0 || pos0 != 0 || int(relN) != n-1 || posN < 0 || posN > size-headerSize || size-posN > frameSize(maxValueLen) {
 		return false
 	}
 	frame := make([]byte, size-posN)

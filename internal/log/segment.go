@@ -28,6 +28,7 @@ type segment struct {
 	size      int64 // bytes of good frames in store
 	n         int   // records in the segment
 	lastNanos int64 // append time of the newest record, 0 if none
+	writeback int64 // store bytes handed to write-back; see startWriteback
 
 	// The active segment's index lives in positions; a sealed segment's in
 	// mapped, a read-only mapping of its index file.
