@@ -80,11 +80,12 @@ func resolveTopic(name string) (string, error) {
 // guard authenticates and authorizes calls.
 type guard struct {
 	authz Authorizer
+	obs   Observer
 }
 
 // check authorizes principal for a request of method; requests of
 // methods outside log.v1 (health, reflection) need no rule.
-func (g *guard) check(principal, method string, req any) error {
+func (g *guard) check(ctx context.Context, principal, method string, req any) error {
 	action, ok := methodActions[method]
 	if !ok {
 		if strings.HasPrefix(method, "/log.v1.") {
@@ -100,7 +101,12 @@ func (g *guard) check(principal, method string, req any) error {
 	if err != nil {
 		return err
 	}
-	return toStatus(g.authz.Authorize(principal, topic, action), topic, nil)
+	callInfoFrom(ctx).setTopic(topic)
+	if err := g.authz.Authorize(principal, topic, action); err != nil {
+		g.obs.Denied(ctx, principal, topic, action)
+		return toStatus(err, topic, nil)
+	}
+	return nil
 }
 
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -108,10 +114,12 @@ func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err != nil {
 		return nil, err
 	}
-	if err := g.check(principal, info.FullMethod, req); err != nil {
+	callInfoFrom(ctx).setPrincipal(principal)
+	ctx = context.WithValue(ctx, principalKey{}, principal)
+	if err := g.check(ctx, principal, info.FullMethod, req); err != nil {
 		return nil, err
 	}
-	return handler(context.WithValue(ctx, principalKey{}, principal), req)
+	return handler(ctx, req)
 }
 
 func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -119,6 +127,7 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	if err != nil {
 		return err
 	}
+	callInfoFrom(ss.Context()).setPrincipal(principal)
 	return handler(srv, &guardedStream{
 		ServerStream: ss,
 		ctx:          context.WithValue(ss.Context(), principalKey{}, principal),
@@ -149,7 +158,7 @@ func (s *guardedStream) RecvMsg(m any) error {
 	if tr, ok := m.(topicRequest); ok && s.anyOK && tr.GetTopic() == s.allowed {
 		return nil
 	}
-	if err := s.g.check(s.principal, s.method, m); err != nil {
+	if err := s.g.check(s.ctx, s.principal, s.method, m); err != nil {
 		return err
 	}
 	if tr, ok := m.(topicRequest); ok {

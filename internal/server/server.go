@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"go.opencensus.io/plugin/ocgrpc"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -33,12 +34,15 @@ type Config struct {
 	// StreamWindow bounds the records of one ProduceStream that wait for
 	// their acknowledgement. Zero means 1024.
 	StreamWindow int
-	// UnaryInterceptors and StreamInterceptors run before authentication
-	// (logging, metrics); ServerOptions are added last (a stats handler).
+	// Observer receives what the service does (metrics); nil means none.
+	Observer Observer
+	// Logger gets one line per call, at its end (see loggingInterceptors).
+	Logger *zap.Logger
+	// UnaryInterceptors and StreamInterceptors run after logging and
+	// before authentication; ServerOptions are added last.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
 	StreamInterceptors []grpc.StreamServerInterceptor
 	ServerOptions      []grpc.ServerOption
-	Logger             *zap.Logger
 }
 
 // requestSlack is what a request may carry beyond its record's value: the
@@ -72,19 +76,28 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	g := &guard{authz: cfg.Authorizer}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer}
+	logUnary, logStream := loggingInterceptors(cfg.Logger)
+	unary := append([]grpc.UnaryServerInterceptor{callInfoUnary, logUnary}, cfg.UnaryInterceptors...)
+	stream := append([]grpc.StreamServerInterceptor{callInfoStream, logStream}, cfg.StreamInterceptors...)
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
+		// Spans and OpenCensus views per call; the span is in the context
+		// before the interceptors run, so log lines carry its trace id.
+		grpc.StatsHandler(&ocgrpc.ServerHandler{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
-		grpc.ChainUnaryInterceptor(append(cfg.UnaryInterceptors, g.unary)...),
-		grpc.ChainStreamInterceptor(append(cfg.StreamInterceptors, g.stream)...),
+		grpc.ChainUnaryInterceptor(append(unary, g.unary)...),
+		grpc.ChainStreamInterceptor(append(stream, g.stream)...),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	opts = append(opts, cfg.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	logv1.RegisterLogServer(gs, &service{topics: cfg.Topics, window: cfg.StreamWindow, shutdown: ctx})
+	logv1.RegisterLogServer(gs, &service{topics: cfg.Topics, window: cfg.StreamWindow, obs: cfg.Observer, shutdown: ctx})
 	hs := health.NewServer()
 	hs.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

@@ -29,7 +29,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// OpenCensus runs one worker goroutine for the life of the process.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"))
 }
 
 // certDir holds one set of cfssl certificates for the whole package (CA,

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
+	"go.opencensus.io/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -32,6 +34,7 @@ type service struct {
 	logv1.UnimplementedLogServer
 	topics Topics
 	window int
+	obs    Observer
 	// shutdown ends when the server shuts down: streams waiting for new
 	// records then end with Unavailable.
 	shutdown context.Context
@@ -51,15 +54,60 @@ func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 	if req.GetRecord() == nil {
 		return nil, status.Error(codes.InvalidArgument, "record is required")
 	}
+	callInfoFrom(ctx).setTopic(topic)
 	l, err := s.topics.Open(topic)
 	if err != nil {
 		return nil, toStatus(err, topic, nil)
 	}
-	off, err := l.Append(req.GetRecord().GetValue())
+	p, err := s.startAppend(ctx, l, topic, req.GetRecord().GetValue())
 	if err != nil {
-		return nil, toStatus(err, topic, l)
+		return nil, err
 	}
-	return &logv1.ProduceResponse{Offset: off}, nil
+	if err := s.ack(ctx, p); err != nil {
+		return nil, err
+	}
+	return &logv1.ProduceResponse{Offset: p.First}, nil
+}
+
+// pending is an append on its way to its acknowledgement.
+type pending struct {
+	log.Pending
+	topic string
+	bytes int
+	start time.Time
+}
+
+// startAppend writes value to l under a span, and returns the append to
+// acknowledge once ack says so.
+func (s *service) startAppend(ctx context.Context, l *log.Log, topic string, value []byte) (pending, error) {
+	start := time.Now()
+	_, span := trace.StartSpan(ctx, "log.append")
+	defer span.End()
+	p, err := l.StartAppend([][]byte{value})
+	if err != nil {
+		span.SetStatus(trace.Status{Code: trace.StatusCodeInternal, Message: err.Error()})
+		return pending{}, toStatus(err, topic, l)
+	}
+	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(p.First)), trace.Int64Attribute("records", 1))
+	return pending{Pending: p, topic: topic, bytes: len(value), start: start}, nil
+}
+
+// ack waits, under a span, until the append meets the sync policy, and
+// reports it.
+func (s *service) ack(ctx context.Context, p pending) error {
+	_, span := trace.StartSpan(ctx, "log.sync_wait")
+	err := p.Wait()
+	span.AddAttributes(trace.StringAttribute("topic", p.topic), trace.Int64Attribute("offset", int64(p.First)))
+	if err != nil {
+		span.SetStatus(trace.Status{Code: trace.StatusCodeInternal, Message: err.Error()})
+	}
+	span.End()
+	if err != nil {
+		return toStatus(err, p.topic, nil)
+	}
+	callInfoFrom(ctx).touched(p.First)
+	s.obs.Appended(ctx, p.topic, 1, p.bytes, time.Since(p.start))
+	return nil
 }
 
 func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
@@ -67,14 +115,23 @@ func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 	if err != nil {
 		return nil, err
 	}
+	callInfoFrom(ctx).setTopic(topic)
 	l, err := s.topics.Get(topic)
 	if err != nil {
 		return nil, toStatus(err, topic, nil)
 	}
+	_, span := trace.StartSpan(ctx, "log.read")
+	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(req.GetOffset())))
 	rec, err := l.Read(req.GetOffset())
+	if err != nil {
+		span.SetStatus(trace.Status{Code: trace.StatusCodeOutOfRange, Message: err.Error()})
+	}
+	span.End()
 	if err != nil {
 		return nil, toStatus(err, topic, l)
 	}
+	callInfoFrom(ctx).touched(rec.Offset)
+	s.obs.Read(ctx, topic, 1, len(rec.Value))
 	return &logv1.ConsumeResponse{Record: toProto(rec)}, nil
 }
 
@@ -95,6 +152,9 @@ func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_Cons
 	stop := context.AfterFunc(s.shutdown, func() { cancel(errShuttingDown) })
 	defer stop()
 
+	callInfoFrom(ctx).setTopic(topic)
+	s.obs.Following(topic, 1)
+	defer s.obs.Following(topic, -1)
 	r := l.NewReader(req.GetOffset())
 	for {
 		rec, err := r.Next()
@@ -113,13 +173,15 @@ func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_Cons
 		if err := stream.Send(&logv1.ConsumeResponse{Record: toProto(rec)}); err != nil {
 			return err
 		}
+		callInfoFrom(ctx).touched(rec.Offset)
+		s.obs.Read(ctx, topic, 1, len(rec.Value))
 	}
 }
 
 // ack is an append waiting for its acknowledgement, or the error that
 // ends a ProduceStream after the acknowledgements before it.
 type ack struct {
-	pending log.Pending
+	pending pending
 	err     error
 }
 
@@ -134,7 +196,7 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	go func() {
 		defer close(acks)
 		for {
-			a := s.receive(stream)
+			a := s.receive(ctx, stream)
 			if errors.Is(a.err, io.EOF) {
 				return
 			}
@@ -152,8 +214,8 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 		if a.err != nil {
 			return a.err
 		}
-		if err := a.pending.Wait(); err != nil {
-			return toStatus(err, "", nil)
+		if err := s.ack(ctx, a.pending); err != nil {
+			return err
 		}
 		return stream.Send(&logv1.ProduceResponse{Offset: a.pending.First})
 	}
@@ -187,7 +249,7 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 }
 
 // receive reads one request of a ProduceStream and starts its append.
-func (s *service) receive(stream logv1.Log_ProduceStreamServer) ack {
+func (s *service) receive(ctx context.Context, stream logv1.Log_ProduceStreamServer) ack {
 	req, err := stream.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -209,9 +271,10 @@ func (s *service) receive(stream logv1.Log_ProduceStreamServer) ack {
 	if err != nil {
 		return ack{err: toStatus(err, topic, nil)}
 	}
-	p, err := l.StartAppend([][]byte{req.GetRecord().GetValue()})
+	callInfoFrom(ctx).setTopic(topic)
+	p, err := s.startAppend(ctx, l, topic, req.GetRecord().GetValue())
 	if err != nil {
-		return ack{err: toStatus(err, topic, l)}
+		return ack{err: err}
 	}
 	return ack{pending: p}
 }

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opencensus.io/trace"
+)
+
+// Observer receives what the service does, for metrics. Implementations
+// must be fast and safe for concurrent use.
+type Observer interface {
+	// Appended reports records acknowledged to a producer: how many,
+	// their bytes, and how long the append took (write and sync wait).
+	Appended(ctx context.Context, topic string, records, bytes int, latency time.Duration)
+	// Read reports records sent to a consumer.
+	Read(ctx context.Context, topic string, records, bytes int)
+	// Denied reports a call refused by the ACL.
+	Denied(ctx context.Context, principal, topic, action string)
+	// Following reports a ConsumeStream starting (+1) or ending (-1) its
+	// wait at the tail of a topic.
+	Following(topic string, delta int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Appended(context.Context, string, int, int, time.Duration) {}
+func (nopObserver) Read(context.Context, string, int, int)                    {}
+func (nopObserver) Denied(context.Context, string, string, string)            {}
+func (nopObserver) Following(string, int)                                     {}
+
+// callInfo gathers what a call learns on its way (the principal, the
+// topic, the offsets it touched) for its log line. The logging
+// interceptor puts one in the context before the call runs and reads it
+// when the call ends.
+type callInfo struct {
+	mu        sync.Mutex
+	principal string
+	topic     string
+	first     uint64 // first offset touched, if records > 0
+	last      uint64 // last offset touched, if records > 0
+	records   int
+}
+
+type callInfoKey struct{}
+
+func withCallInfo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, callInfoKey{}, &callInfo{})
+}
+
+func callInfoFrom(ctx context.Context) *callInfo {
+	ci, _ := ctx.Value(callInfoKey{}).(*callInfo)
+	return ci
+}
+
+func (ci *callInfo) setPrincipal(p string) {
+	if ci == nil {
+		return
+	}
+	ci.mu.Lock()
+	ci.principal = p
+	ci.mu.Unlock()
+}
+
+func (ci *callInfo) setTopic(t string) {
+	if ci == nil {
+		return
+	}
+	ci.mu.Lock()
+	ci.topic = t
+	ci.mu.Unlock()
+}
+
+// touched records that the call produced or consumed offset off.
+func (ci *callInfo) touched(off uint64) {
+	if ci == nil {
+		return
+	}
+	ci.mu.Lock()
+	if ci.records == 0 {
+		ci.first = off
+	}
+	ci.last = off
+	ci.records++
+	ci.mu.Unlock()
+}
+
+// fields returns the call's log fields as key-value pairs: principal,
+// topic, offset (or first_offset, last_offset and records for more than
+// one), and the trace id of the call's span.
+func (ci *callInfo) fields(ctx context.Context) []any {
+	var f []any
+	if ci != nil {
+		ci.mu.Lock()
+		if ci.principal != "" {
+			f = append(f, "principal", ci.principal)
+		}
+		if ci.topic != "" {
+			f = append(f, "topic", ci.topic)
+		}
+		switch {
+		case ci.records == 1:
+			f = append(f, "offset", ci.first)
+		case ci.records > 1:
+			f = append(f, "first_offset", ci.first, "last_offset", ci.last, "records", ci.records)
+		}
+		ci.mu.Unlock()
+	}
+	if span := trace.FromContext(ctx); span != nil {
+		f = append(f, "trace_id", span.SpanContext().TraceID.String())
+	}
+	return f
+}
