@@ -37,8 +37,11 @@ type config struct {
 	retentionBytes  int64
 	retentionAge    time.Duration
 	shutdownTimeout time.Duration
+	slowFsync       time.Duration
 
 	logLevel, logFormat string
+	traceSample         float64
+	traceFile           string
 
 	syncPolicy log.SyncPolicy
 }
@@ -65,7 +68,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.configFile, "config", "", "read flags from `file` (key = value lines)")
 	fs.StringVar(&c.configDir, "config-dir", "", "directory of certificates and default data (default $LOGD_CONFIG_DIR or ~/.logd)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8400", "gRPC listen `address`")
-	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8480", "operator HTTP listen `address` (/healthz, /readyz); empty turns it off")
+	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8480", "operator HTTP listen `address` (/metrics, /healthz, /readyz, /debug/tracez, /debug/rpcz, /debug/pprof/); empty turns it off")
 	fs.StringVar(&c.dataDir, "data-dir", "", "data `directory` (default <config dir>/data)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "server certificate `file` (default <config dir>/server.pem)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "server key `file` (default <config dir>/server-key.pem)")
@@ -79,9 +82,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.indexBytes, "index-bytes", log.DefaultMaxIndexBytes, "segment index size at which a new segment starts, in `bytes` (12 per record)")
 	fs.Int64Var(&c.retentionBytes, "retention-bytes", 0, "per topic, remove the oldest segments beyond this many `bytes` (0: keep all)")
 	fs.DurationVar(&c.retentionAge, "retention-age", 0, "per topic, remove segments whose newest record is older than this (0: keep all)")
+	fs.DurationVar(&c.slowFsync, "slow-fsync", log.DefaultSlowSyncThreshold, "log a warning when an fsync takes longer than this")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may run after SIGTERM")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log `format`: json or console")
+	fs.Float64Var(&c.traceSample, "trace-sample", 0.01, "fraction of calls to trace (0 to 1); sampled spans show at /debug/tracez")
+	fs.StringVar(&c.traceFile, "trace-file", "", "also write sampled spans as JSON lines to this `file`")
 
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -170,6 +176,9 @@ func (c *config) finish(set map[string]bool) error {
 		return usagef("--sync: %q is not always, interval or none", c.sync)
 	}
 	c.syncPolicy = p
+	if c.traceSample < 0 || c.traceSample > 1 {
+		return usagef("--trace-sample: %v is not between 0 and 1", c.traceSample)
+	}
 	if c.shutdownTimeout <= 0 {
 		return usagef("--shutdown-timeout: must be positive")
 	}
@@ -203,6 +212,7 @@ func (c *config) logConfig(logger *zap.Logger) log.Config {
 	lc.SyncInterval = c.syncInterval
 	lc.RetentionBytes = c.retentionBytes
 	lc.RetentionAge = c.retentionAge
+	lc.SlowSyncThreshold = c.slowFsync
 	lc.Logger = logger
 	return lc
 }
@@ -224,6 +234,9 @@ func (c *config) fields() []zap.Field {
 		zap.Int64("segment_bytes", c.segmentBytes),
 		zap.Int64("retention_bytes", c.retentionBytes),
 		zap.Duration("retention_age", c.retentionAge),
+		zap.Float64("trace_sample", c.traceSample),
+		zap.String("trace_file", c.traceFile),
+		zap.String("log_level", c.logLevel),
 	}
 }
 

@@ -25,12 +25,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/logd/logd/internal/auth"
 	"github.com/logd/logd/internal/log"
 	"github.com/logd/logd/internal/pki"
 	"github.com/logd/logd/internal/server"
+	"github.com/logd/logd/internal/telemetry"
 	"github.com/logd/logd/internal/tlsconfig"
 )
 
@@ -58,7 +58,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "logd: %v\n", err)
 		return 2
 	}
-	logger, err := newLogger(cfg, stderr)
+	logger, err := telemetry.NewLogger(cfg.logLevel, cfg.logFormat, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "logd: %v\n", err)
 		return 2
@@ -77,27 +77,6 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func newLogger(cfg *config, stderr io.Writer) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(cfg.logLevel)
-	if err != nil {
-		return nil, usagef("--log-level: %v", err)
-	}
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	encCfg.EncodeDuration = zapcore.StringDurationEncoder
-	var enc zapcore.Encoder
-	switch cfg.logFormat {
-	case "json":
-		enc = zapcore.NewJSONEncoder(encCfg)
-	case "console":
-		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	default:
-		return nil, usagef("--log-format: %q is not json or console", cfg.logFormat)
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(stderr), level)), nil
 }
 
 // serve runs logd until ctx ends.
@@ -120,7 +99,25 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		return usageError{err}
 	}
 
+	metrics, err := telemetry.NewMetrics(
+		telemetry.WithPrincipal(func(ctx context.Context) string { p, _ := server.Principal(ctx); return p }),
+		telemetry.WithLogger(logger),
+	)
+	if err != nil {
+		return err
+	}
+	defer metrics.Unregister()
+	telemetry.ConfigureTracing(cfg.traceSample)
+	if cfg.traceFile != "" {
+		tf, err := telemetry.NewTraceFile(cfg.traceFile)
+		if err != nil {
+			return usagef("--trace-file: %v", err)
+		}
+		defer tf.Close()
+	}
+
 	lcfg := cfg.logConfig(logger)
+	lcfg.OnSync = metrics.Synced
 	logger.Info("starting", cfg.fields()...)
 	topics, err := log.OpenTopics(lcfg)
 	if err != nil {
@@ -134,12 +131,15 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		}
 	}()
 	logger.Info("logs opened", zap.String("data_dir", cfg.dataDir), zap.Int("topics", len(topics.Names())))
+	metrics.ObserveTopics(telemetry.TopicsSource(topics))
+	defer metrics.ObserveTopics(nil)
 
 	srv, err := server.New(server.Config{
 		Topics:         topics,
 		Authorizer:     authz,
 		TLS:            tlsCfg,
 		MaxRecordBytes: lcfg.MaxRecordBytes,
+		Observer:       metrics,
 		Logger:         logger,
 	})
 	if err != nil {
@@ -157,7 +157,8 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 			lis.Close()
 			return usagef("--http-listen %s: %v", cfg.httpListen, err)
 		}
-		httpSrv = &http.Server{Handler: operatorMux(&ready), ReadHeaderTimeout: 10 * time.Second}
+		mux := telemetry.OperatorMux(telemetry.OperatorOptions{Metrics: metrics, Ready: ready.Load})
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("operator HTTP", zap.Error(err))
@@ -186,23 +187,6 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		httpSrv.Close()
 	}
 	return err
-}
-
-// operatorMux serves the operator endpoints: /healthz (the process is
-// alive) and /readyz (it serves requests).
-func operatorMux(ready *atomic.Bool) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
-	return mux
 }
 
 // defaultConfigDir is $LOGD_CONFIG_DIR, or ~/.logd.

@@ -85,6 +85,13 @@ type Config struct {
 	// InitialOffset is the offset of the first record of a new log.
 	InitialOffset uint64
 
+	// Name names the log in OnSync calls (Topics sets it to the topic).
+	Name string
+	// OnSync, if set, is called after each fsync of the active segment
+	// with how long it took and how many records it made durable (it may
+	// be zero). It must be fast and safe for concurrent use.
+	OnSync func(name string, d time.Duration, records uint64)
+
 	// Logger receives lifecycle events (recovery, slow fsyncs, retention);
 	// nil means no logging.
 	Logger *zap.Logger

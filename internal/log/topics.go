@@ -96,6 +96,7 @@ func OpenTopics(cfg Config) (*Topics, error) {
 func (t *Topics) open(name string) (*Log, error) {
 	c := t.cfg
 	c.Dir = filepath.Join(t.cfg.Dir, topicDir(name))
+	c.Name = name
 	c.Logger = t.cfg.Logger.With(zap.String("topic", name))
 	return Open(c)
 }

@@ -1,0 +1,243 @@
+package telemetry
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opencensus.io/metric/metricproducer"
+	"go.opencensus.io/stats/view"
+	"go.opencensus.io/trace"
+)
+
+func sum(t *testing.T, r *view.Row) float64 {
+	t.Helper()
+	d, ok := r.Data.(*view.SumData)
+	if !ok {
+		t.Fatalf("row data is %T, want *view.SumData", r.Data)
+	}
+	return d.Value
+}
+
+func dist(t *testing.T, r *view.Row) *view.DistributionData {
+	t.Helper()
+	d, ok := r.Data.(*view.DistributionData)
+	if !ok {
+		t.Fatalf("row data is %T, want *view.DistributionData", r.Data)
+	}
+	return d
+}
+
+func TestAppendedAndRead(t *testing.T) {
+	m := newMetrics(t)
+	topic := uniqueTopic(t)
+	alice := withPrincipal(context.Background(), "alice")
+	bob := withPrincipal(context.Background(), "bob")
+
+	m.Appended(alice, topic, 3, 300, 2*time.Millisecond)
+	m.Appended(alice, topic, 1, 50, 70*time.Microsecond)
+	m.Appended(bob, topic, 2, 20, 7*time.Second)
+	m.Read(bob, topic, 5, 500)
+	m.Read(context.Background(), topic, 1, 10) // no principal
+
+	byAlice := map[string]string{"topic": topic, "principal": "alice"}
+	byBob := map[string]string{"topic": topic, "principal": "bob"}
+	for _, c := range []struct {
+		view string
+		tags map[string]string
+		want float64
+	}{
+		{ViewRecordsAppended, byAlice, 4},
+		{ViewBytesAppended, byAlice, 350},
+		{ViewRecordsAppended, byBob, 2},
+		{ViewBytesAppended, byBob, 20},
+		{ViewRecordsRead, byBob, 5},
+		{ViewBytesRead, byBob, 500},
+		{ViewRecordsRead, map[string]string{"topic": topic, "principal": "unknown"}, 1},
+		{ViewBytesRead, map[string]string{"topic": topic, "principal": "unknown"}, 10},
+	} {
+		if got := sum(t, mustRow(t, c.view, c.tags)); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.view, c.tags, got, c.want)
+		}
+	}
+	if r := row(t, ViewRecordsRead, byAlice); r != nil {
+		t.Errorf("%s%v: unexpected row %v", ViewRecordsRead, byAlice, r)
+	}
+
+	// Latency is by topic only, in milliseconds.
+	d := dist(t, mustRow(t, ViewAppendLatency, map[string]string{"topic": topic}))
+	if d.Count != 3 {
+		t.Errorf("latency count = %d, want 3", d.Count)
+	}
+	if d.Min != 0.07 || d.Max != 7000 {
+		t.Errorf("latency min, max = %v, %v ms; want 0.07, 7000", d.Min, d.Max)
+	}
+	// Bounds 0.05 0.1 … 1 2.5 … 5000: 0.07 ms in [0.05, 0.1), 2 ms in
+	// [1, 2.5), 7 s in the overflow bucket.
+	want := make([]int64, len(latencyBoundsMS)+1)
+	want[1], want[5], want[len(latencyBoundsMS)] = 1, 1, 1
+	if !equal(d.CountPerBucket, want) {
+		t.Errorf("latency buckets = %v, want %v", d.CountPerBucket, want)
+	}
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSynced(t *testing.T) {
+	m := newMetrics(t)
+	topic := uniqueTopic(t)
+	m.Synced(topic, 3*time.Millisecond, 1)
+	m.Synced(topic, 400*time.Microsecond, 0)
+	m.Synced(topic, 30*time.Millisecond, 4)
+	m.Synced(topic, time.Millisecond, 5000)
+
+	tags := map[string]string{"topic": topic}
+	lat := dist(t, mustRow(t, ViewFsyncLatency, tags))
+	if lat.Count != 4 || lat.Max != 30 || lat.Min != 0.4 {
+		t.Errorf("fsync latency count, min, max = %d, %v, %v; want 4, 0.4, 30", lat.Count, lat.Min, lat.Max)
+	}
+	b := dist(t, mustRow(t, ViewFsyncBatch, tags))
+	// Bounds 1 2 4 … 1024: 0 below 1, 1 in [1, 2), 4 in [4, 8), 5000 over.
+	want := make([]int64, len(batchBounds)+1)
+	want[0], want[1], want[3], want[len(batchBounds)] = 1, 1, 1, 1
+	if !equal(b.CountPerBucket, want) {
+		t.Errorf("batch buckets = %v, want %v", b.CountPerBucket, want)
+	}
+}
+
+func TestDenied(t *testing.T) {
+	m := newMetrics(t)
+	alwaysSample(t)
+	spans := recordSpans(t)
+	principal := uniqueTopic(t) // unique, so earlier runs' rows don't count
+
+	ctx, span := trace.StartSpan(context.Background(), "call")
+	m.Denied(ctx, principal, "secret/topic", "produce")
+	span.End()
+	m.Denied(context.Background(), principal, "other", "produce")
+	m.Denied(context.Background(), principal, "other", "consume")
+
+	for action, want := range map[string]int64{"produce": 2, "consume": 1} {
+		r := mustRow(t, ViewAuthzDenials, map[string]string{"principal": principal, "action": action})
+		if got := r.Data.(*view.CountData).Value; got != want {
+			t.Errorf("denials %s = %d, want %d", action, got, want)
+		}
+	}
+
+	var found bool
+	for _, s := range spans.get() {
+		if s.SpanID != span.SpanContext().SpanID {
+			continue
+		}
+		for _, a := range s.Annotations {
+			if a.Message == "permission denied" && a.Attributes["topic"] == "secret/topic" &&
+				a.Attributes["principal"] == principal && a.Attributes["action"] == "produce" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no permission denied annotation on the span")
+	}
+}
+
+func TestTagValuesAreSanitized(t *testing.T) {
+	m := newMetrics(t)
+	topic := uniqueTopic(t)
+	long := strings.Repeat("x", 300)
+	m.Appended(withPrincipal(context.Background(), "José\n"), topic, 1, 1, time.Millisecond)
+	m.Appended(withPrincipal(context.Background(), long), topic, 1, 1, time.Millisecond)
+
+	mustRow(t, ViewRecordsAppended, map[string]string{"topic": topic, "principal": "Jos??"})
+	mustRow(t, ViewRecordsAppended, map[string]string{"topic": topic, "principal": long[:255]})
+}
+
+func TestNilMetrics(t *testing.T) {
+	var m *Metrics
+	ctx := context.Background()
+	m.Appended(ctx, "t", 1, 1, time.Millisecond)
+	m.Read(ctx, "t", 1, 1)
+	m.Denied(ctx, "p", "t", "produce")
+	m.Following("t", 1)
+	m.Synced("t", time.Millisecond, 1)
+	m.ObserveTopics(nil)
+	m.Unregister()
+}
+
+func TestUnregister(t *testing.T) {
+	m, err := NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Unregister()
+	m.Unregister() // idempotent
+	if _, err := view.RetrieveData(ViewRecordsAppended); err == nil {
+		t.Errorf("view %s still registered after Unregister", ViewRecordsAppended)
+	}
+	for _, p := range metricproducer.GlobalManager().GetAll() {
+		if p == m.producer {
+			t.Errorf("producer still registered after Unregister")
+		}
+	}
+	m.Appended(context.Background(), "t", 1, 1, time.Millisecond) // harmless
+}
+
+func TestConcurrentRecording(t *testing.T) {
+	m := newMetrics(t)
+	topic := uniqueTopic(t)
+	const goroutines, calls = 8, 200
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := withPrincipal(context.Background(), "p")
+			for i := 0; i < calls; i++ {
+				m.Appended(ctx, topic, 1, 10, time.Millisecond)
+				m.Read(ctx, topic, 1, 10)
+				m.Following(topic, 1)
+				m.Synced(topic, time.Millisecond, 1)
+				m.producer.Read()
+				m.Following(topic, -1)
+			}
+		}()
+	}
+	wg.Wait()
+	tags := map[string]string{"topic": topic, "principal": "p"}
+	if got := sum(t, mustRow(t, ViewRecordsAppended, tags)); got != goroutines*calls {
+		t.Errorf("records appended = %v, want %d", got, goroutines*calls)
+	}
+	if got := sum(t, mustRow(t, ViewRecordsRead, tags)); got != goroutines*calls {
+		t.Errorf("records read = %v, want %d", got, goroutines*calls)
+	}
+	if _, f := m.snapshot(); len(f) != 0 {
+		t.Errorf("following = %v after every consumer ended, want none", f)
+	}
+}
+
+func BenchmarkAppended(b *testing.B) {
+	m, err := NewMetrics(WithPrincipal(principalFrom))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Unregister()
+	ctx := withPrincipal(context.Background(), "alice")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Appended(ctx, "bench", 1, 100, time.Millisecond)
+		}
+	})
+}

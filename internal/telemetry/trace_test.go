@@ -1,0 +1,193 @@
+package telemetry
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opencensus.io/trace"
+)
+
+// readSpans parses a trace file: one JSON object per line.
+func readSpans(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var spans []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var s map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			t.Fatalf("line %d %q: %v", len(spans)+1, sc.Text(), err)
+		}
+		spans = append(spans, s)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return spans
+}
+
+func TestTraceFile(t *testing.T) {
+	alwaysSample(t)
+	path := filepath.Join(t.TempDir(), "traces.jsonl")
+	tf, err := NewTraceFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tf.Close()
+
+	ctx, parent := trace.StartSpan(context.Background(), "parent", trace.WithSpanKind(trace.SpanKindServer))
+	parent.AddAttributes(trace.StringAttribute("topic", "orders"), trace.Int64Attribute("records", 3),
+		trace.BoolAttribute("ok", true), trace.Float64Attribute("nan", math.NaN()))
+	_, child := trace.StartSpan(ctx, "child")
+	child.Annotate([]trace.Attribute{trace.Int64Attribute("offset", 42)}, "appended")
+	child.SetStatus(trace.Status{Code: 5, Message: "topic not found"})
+	time.Sleep(time.Millisecond)
+	child.End()
+	parent.End()
+	if err := tf.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Spans ending after Close are not written (nor do they fail).
+	_, late := trace.StartSpan(context.Background(), "late")
+	late.End()
+
+	spans := readSpans(t, path)
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2: %v", len(spans), spans)
+	}
+	c, p := spans[0], spans[1] // a child ends first
+	if c["name"] != "child" || p["name"] != "parent" {
+		t.Fatalf("span names %v, %v; want child, parent", c["name"], p["name"])
+	}
+	pc := parent.SpanContext()
+	if p["trace_id"] != pc.TraceID.String() || p["span_id"] != pc.SpanID.String() {
+		t.Errorf("parent ids %v/%v, want %v/%v", p["trace_id"], p["span_id"], pc.TraceID, pc.SpanID)
+	}
+	if _, ok := p["parent_span_id"]; ok {
+		t.Errorf("root span has parent_span_id %v", p["parent_span_id"])
+	}
+	if c["trace_id"] != p["trace_id"] || c["parent_span_id"] != p["span_id"] {
+		t.Errorf("child trace %v parent %v; want trace %v parent %v", c["trace_id"], c["parent_span_id"], p["trace_id"], p["span_id"])
+	}
+	if p["kind"] != "server" {
+		t.Errorf("parent kind %v, want server", p["kind"])
+	}
+	attrs, _ := p["attributes"].(map[string]any)
+	if attrs["topic"] != "orders" || attrs["records"] != 3.0 || attrs["ok"] != true || attrs["nan"] != "NaN" {
+		t.Errorf("parent attributes %v", p["attributes"])
+	}
+	if st, _ := c["status"].(map[string]any); st["code"] != 5.0 || st["message"] != "topic not found" {
+		t.Errorf("child status %v, want code 5 and its message", c["status"])
+	}
+	if st, _ := p["status"].(map[string]any); st["code"] != 0.0 {
+		t.Errorf("parent status %v, want code 0", p["status"])
+	}
+	anns, _ := c["annotations"].([]any)
+	if len(anns) != 1 {
+		t.Fatalf("child annotations %v, want 1", c["annotations"])
+	}
+	if a := anns[0].(map[string]any); a["message"] != "appended" || a["attributes"].(map[string]any)["offset"] != 42.0 {
+		t.Errorf("child annotation %v", a)
+	}
+	for _, s := range spans {
+		start, err1 := time.Parse(time.RFC3339Nano, s["start"].(string))
+		end, err2 := time.Parse(time.RFC3339Nano, s["end"].(string))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("times %v %v: %v %v", s["start"], s["end"], err1, err2)
+		}
+		d := s["duration_ms"].(float64)
+		if d < 1 || math.Abs(d-float64(end.Sub(start))/1e6) > 1e-3 {
+			t.Errorf("%v: duration_ms %v, start %v, end %v", s["name"], d, start, end)
+		}
+	}
+}
+
+func TestTraceFileConcurrent(t *testing.T) {
+	alwaysSample(t)
+	path := filepath.Join(t.TempDir(), "traces.jsonl")
+	tf, err := NewTraceFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, spans = 8, 100
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < spans; i++ {
+				_, s := trace.StartSpan(context.Background(), "concurrent")
+				s.AddAttributes(trace.Int64Attribute("i", int64(i)))
+				s.End()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := tf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tf.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if got := readSpans(t, path); len(got) != goroutines*spans {
+		t.Errorf("%d lines, want %d", len(got), goroutines*spans)
+	}
+}
+
+func TestNewTraceFileError(t *testing.T) {
+	if _, err := NewTraceFile(filepath.Join(t.TempDir(), "no", "such", "dir", "t.jsonl")); err == nil {
+		t.Error("NewTraceFile in a missing directory: no error")
+	}
+}
+
+func TestConfigureTracing(t *testing.T) {
+	t.Cleanup(func() { ConfigureTracing(1e-4) })
+	sampled := func(n int) int {
+		k := 0
+		for i := 0; i < n; i++ {
+			_, s := trace.StartSpan(context.Background(), "x")
+			if s.SpanContext().IsSampled() {
+				k++
+			}
+			s.End()
+		}
+		return k
+	}
+	for _, c := range []struct {
+		p        float64
+		min, max int
+	}{
+		{1, 1000, 1000},
+		{2, 1000, 1000},
+		{0, 0, 0},
+		{-1, 0, 0},
+		{math.NaN(), 0, 0},
+		{0.5, 350, 650}, // binomial(1000, 0.5): sd 16
+	} {
+		ConfigureTracing(c.p)
+		if k := sampled(1000); k < c.min || k > c.max {
+			t.Errorf("ConfigureTracing(%v): %d of 1000 sampled, want %d..%d", c.p, k, c.min, c.max)
+		}
+	}
+	// Children of a sampled span are sampled whatever the probability.
+	ConfigureTracing(1)
+	ctx, root := trace.StartSpan(context.Background(), "root")
+	ConfigureTracing(0)
+	_, child := trace.StartSpan(ctx, "child")
+	if !child.SpanContext().IsSampled() {
+		t.Error("child of a sampled span not sampled")
+	}
+	child.End()
+	root.End()
+}
