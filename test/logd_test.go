@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -437,4 +440,36 @@ func wantCode(t testing.TB, err error, want codes.Code) *status.Status {
 		t.Fatalf("got %v (%v), want %v", st.Code(), err, want)
 	}
 	return st
+}
+
+// httpGet GETs url (on a connection of its own, closed afterwards) and
+// returns the status code and body.
+func httpGet(t testing.TB, url string) (int, string) {
+	t.Helper()
+	hc := &http.Client{Timeout: rpcTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := hc.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return res.StatusCode, string(body)
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago, for programs that cannot report the port they picked.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

@@ -367,12 +367,17 @@ func (l *Log) syncTo(end uint64) error {
 		l.syncing = true
 		l.syncMu.Unlock()
 		l.awaitWriters()
+		start := time.Now()
 		target, err := l.syncActive()
+		d := time.Since(start)
 		l.syncMu.Lock()
 		l.syncing = false
 		var ret error
 		switch {
 		case err == nil:
+			if l.cfg.OnSync != nil {
+				l.cfg.OnSync(l.cfg.Name, d, target-min(target, l.durable))
+			}
 			l.advanceDurableLocked(target)
 		case l.durable >= target:
 			// A roll-over or Close made target durable while this fsync

@@ -20,6 +20,11 @@ func zapLogger(l *zap.Logger) logging.Logger {
 			if !ok {
 				key = fmt.Sprint(kv[i])
 			}
+			if key == "grpc.start_time" || key == "protocol" {
+				// The line's own ts and grpc.duration_ms say when;
+				// every call is gRPC.
+				continue
+			}
 			fields = append(fields, zap.Any(key, kv[i+1]))
 		}
 		switch lvl {
@@ -62,7 +67,7 @@ func loggingInterceptors(l *zap.Logger) (grpc.UnaryServerInterceptor, grpc.Strea
 		logging.WithDurationField(func(d time.Duration) logging.Fields {
 			return logging.Fields{"grpc.duration_ms", float64(d.Microseconds()) / 1000}
 		}),
-		logging.WithDisableLoggingFields(logging.ComponentFieldKey, logging.MethodTypeFieldKey, "grpc.start_time"),
+		logging.WithDisableLoggingFields(logging.ComponentFieldKey, logging.MethodTypeFieldKey),
 	}
 	zl := zapLogger(l)
 	return logging.UnaryServerInterceptor(zl, opts...), logging.StreamServerInterceptor(zl, opts...)

@@ -276,7 +276,7 @@ func (m *Metrics) Denied(ctx context.Context, principal, topic, action string) {
 }
 
 // Following adds delta to the open tail consumers of topic: +1 when a
-// ConsumeStream starts waiting at the tail, -1 when it stops.
+// ConsumeStream opens, -1 when it ends.
 func (m *Metrics) Following(topic string, delta int) {
 	if m == nil || delta == 0 {
 		return

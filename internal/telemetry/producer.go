@@ -59,7 +59,7 @@ func (p *producer) Read() []*metricdata.Metric {
 	lowest := gauge(GaugeLowestOffset, "Offset of the topic's oldest record kept", metricdata.UnitDimensionless)
 	next := gauge(GaugeNextOffset, "Offset the topic's next record will get", metricdata.UnitDimensionless)
 	highest := gauge(GaugeHighestOffset, "Offset of the topic's newest record (absent while the topic is empty)", metricdata.UnitDimensionless)
-	tail := gauge(GaugeTailConsumers, "ConsumeStreams waiting at the tail of the topic", metricdata.UnitDimensionless)
+	tail := gauge(GaugeTailConsumers, "Open ConsumeStreams of the topic", metricdata.UnitDimensionless)
 
 	var names []string
 	if src != nil {

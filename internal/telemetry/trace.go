@@ -32,7 +32,7 @@ func ConfigureTracing(p float64) {
 // TraceFile is a trace.Exporter that appends each sampled span, when it
 // ends, to a file as one JSON object per line:
 //
-//	{"trace_id":"…","span_id":"…","parent_span_id":"…","name":"logd.v1.Log/Produce",
+//	{"trace_id":"…","span_id":"…","parent_span_id":"…","name":"log.v1.Log.Produce",
 //	 "kind":"server","start":"2024-…Z","end":"…","duration_ms":1.25,
 //	 "status":{"code":0,"message":""},"attributes":{…},
 //	 "annotations":[{"time":"…","message":"…","attributes":{…}}],
