@@ -64,8 +64,15 @@
 //
 // All methods of [Log], [Reader] and [Topics] are safe for concurrent use,
 // except that a single [Reader] must not be used by two goroutines at once.
-// Appends are serialized by the log's lock, which is held for the write
-// call only; fsyncs happen outside it and are shared by concurrent
-// appenders (group commit). Readers hold the lock only to look a position
+// Appends are serialized by the log's lock. With [SyncNone] and
+// [SyncInterval] an append holds it for its write call. With [SyncAlways]
+// concurrent appenders share both the write and the fsync (group commit):
+// an append frames its records into a pending buffer under the lock, and
+// the first appender to find no fsync in flight becomes the leader. It
+// waits briefly for appends under way, writes the whole buffer with one
+// write call under the lock, fsyncs outside it, and wakes every appender
+// the fsync covered. A failed write fails every append it covered and is
+// cut back from the store; a failed fsync fails the log. The index only
+// covers written records. Readers hold the lock only to look a position
 // up in the index; the read itself runs without it.
 package log

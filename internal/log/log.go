@@ -26,7 +26,11 @@ type Log struct {
 	segments []*segment // oldest first; the last is the active one
 	next     uint64     // offset the next append gets
 	closed   bool
-	wbuf     []byte // reused frame buffer for appends
+	// pend holds records [active().next(), next): framed, not yet written.
+	// An append writes its records before it returns, except with
+	// SyncAlways, where its last records wait for the fsync leader to
+	// write everything pending with one write call; see syncActive.
+	pend pendingWrite
 
 	// visible is the end of what readers may see: with SyncAlways the
 	// durable end, else the written end. It only grows.
@@ -50,8 +54,50 @@ type Log struct {
 	wg   sync.WaitGroup
 }
 
-// flushBytes bounds the bytes a batch append hands to one write call.
+// flushBytes bounds the bytes handed to one write call.
 const flushBytes = 1 << 20
+
+// pendingWrite is frames waiting to be written, with one write call, at
+// the end of the active store. Its fields are guarded by Log.mu.
+type pendingWrite struct {
+	buf       []byte  // the frames
+	positions []int64 // where each frame goes in the store
+	lastNanos int64   // append time of the newest frame
+	// group, with SyncAlways, is the appends whose last records are in
+	// buf, for them to learn if the write fails; nil until one asks.
+	group *writeGroup
+}
+
+// reset empties p, keeping its buffers unless they grew too large.
+func (p *pendingWrite) reset() {
+	if cap(p.buf) > 4*flushBytes {
+		p.buf = nil
+	} else {
+		p.buf = p.buf[:0]
+	}
+	p.positions = p.positions[:0]
+	p.group = nil
+}
+
+// A writeGroup is the appends (with SyncAlways) whose last records are in
+// one pending write. If that write fails, their records are dropped and
+// their offsets given to later appends, so waiting for the durable end to
+// pass them would be wrong: they check err, which is set before the
+// offsets are given again.
+type writeGroup struct {
+	err atomic.Pointer[error]
+}
+
+// failure returns why g's write failed, or nil; g may be nil.
+func (g *writeGroup) failure() error {
+	if g == nil {
+		return nil
+	}
+	if p := g.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Open opens the log in cfg.Dir, creating it if needed, and recovers it
 // from any crash: see the package documentation and Log.Recovery.
@@ -127,9 +173,11 @@ func (l *Log) Append(value []byte) (uint64, error) {
 
 // AppendBatch appends records with consecutive offsets and returns the
 // first. It returns once the sync policy is met for all of them. A batch
-// is written with as few write calls as its size allows; if one fails, the
-// batch's records in the active segment are undone (records already in a
-// segment sealed during the batch remain, unacknowledged).
+// is written with as few write calls as its size allows (with SyncAlways,
+// shared with concurrent appends); if one fails, every append it covered
+// fails, and the batch's records in the active segment are undone
+// (records already in a segment sealed during the batch remain,
+// unacknowledged).
 func (l *Log) AppendBatch(values [][]byte) (uint64, error) {
 	p, err := l.StartAppend(values)
 	if err != nil {
@@ -141,28 +189,32 @@ func (l *Log) AppendBatch(values [][]byte) (uint64, error) {
 	return p.First, nil
 }
 
-// Pending is an append whose records are written to the OS but which may
-// not meet the sync policy yet.
+// Pending is an append whose records have offsets but which may not meet
+// the sync policy yet: with SyncAlways, its last records may not even be
+// written.
 type Pending struct {
 	l *Log
 	// First is the offset of the append's first record.
 	First uint64
 	end   uint64
+	group *writeGroup // with SyncAlways, see writeGroup
 }
 
 // Wait returns once the sync policy is met for the append: with
-// SyncAlways, once an fsync covers it (shared with every append waiting
-// at the time); otherwise at once.
+// SyncAlways, once a write and an fsync cover it (shared with every append
+// waiting at the time), or either fails; otherwise at once.
 func (p Pending) Wait() error {
 	if p.l.cfg.Sync == SyncAlways {
-		return p.l.syncTo(p.end)
+		return p.l.syncTo(p.end, p.group)
 	}
 	return nil
 }
 
-// StartAppend writes records like AppendBatch but returns before the sync
-// policy is met: the caller acknowledges them after Pending.Wait. This
-// lets one caller pipeline appends, so that one fsync covers many.
+// StartAppend appends records like AppendBatch but returns before the
+// sync policy is met: the caller acknowledges them after Pending.Wait.
+// With SyncAlways the records may not even be written yet: the fsync
+// leader writes every pending append with one write call. This lets one
+// caller pipeline appends, so that one write and one fsync cover many.
 func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 	if len(values) == 0 {
 		return Pending{}, ErrEmptyBatch
@@ -187,6 +239,13 @@ func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 	first := l.next
 	err := l.writeLocked(values)
 	end := l.next
+	var g *writeGroup
+	if err == nil && l.cfg.Sync == SyncAlways {
+		if l.pend.group == nil {
+			l.pend.group = new(writeGroup)
+		}
+		g = l.pend.group
+	}
 	l.unlockAppend()
 	if err != nil {
 		return Pending{}, err
@@ -194,7 +253,7 @@ func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 	if l.cfg.Sync != SyncAlways {
 		l.publish(end)
 	}
-	return Pending{l: l, First: first, end: end}, nil
+	return Pending{l: l, First: first, end: end, group: g}, nil
 }
 
 // unlockAppend releases the lock StartAppend took.
@@ -205,65 +264,74 @@ func (l *Log) unlockAppend() {
 	}
 }
 
-// writeLocked frames values, writes them to the active segment (rolling
-// over as needed) and advances l.next. Lock must be held.
+// writeLocked frames values into l.pend and advances l.next, writing the
+// pending frames to the active segment when they would pass flushBytes
+// and before a roll-over. It writes everything before it returns unless
+// the policy is SyncAlways: then the last frames stay pending, for the
+// fsync leader to write. Lock must be held.
 func (l *Log) writeLocked(values [][]byte) error {
 	now := l.cfg.Now().UnixNano()
 	maxEntries := int(l.cfg.MaxIndexBytes / entryWidth)
+	p := &l.pend
 	s := l.active()
-	// Where this batch started in s, to undo it on error.
-	startN, startSize := s.n, s.size
-	buf := l.wbuf[:0]
-	defer func() {
-		if cap(buf) <= 4*flushBytes {
-			l.wbuf = buf[:0]
-		}
-	}()
+	// Where this batch starts in s, to undo it on error.
+	startN, startSize := s.n+len(p.positions), s.size+int64(len(p.buf))
 	flush := func() error {
-		if len(buf) == 0 {
-			return nil
+		if err := l.flushLocked(); err != nil {
+			// Undo the failed write, and this batch's records that an
+			// earlier write put in s.
+			return l.undo(s, min(startN, s.n), min(startSize, s.size), err)
 		}
-		at := s.size
-		if _, err := s.store.WriteAt(buf, at); err != nil {
-			return l.undo(s, startN, startSize, fmt.Errorf("log: append: %w", err))
-		}
-		s.size = at + int64(len(buf))
-		buf = buf[:0]
-		l.startWriteback(s)
 		return nil
 	}
 	for _, v := range values {
 		fsz := frameSize(len(v))
-		bufEnd := s.size + int64(len(buf))
-		if s.n > 0 && (bufEnd+fsz > l.cfg.MaxStoreBytes || s.n+1 > maxEntries) {
+		n, end := s.n+len(p.positions), s.size+int64(len(p.buf))
+		if n > 0 && (end+fsz > l.cfg.MaxStoreBytes || n+1 > maxEntries) {
 			if err := flush(); err != nil {
 				return err
-			}
-			if s.n > startN {
-				// Only if this batch added records to s: otherwise its
-				// newest record is older, and retention by age goes by it.
-				s.lastNanos = now
 			}
 			if err := l.rollLocked(); err != nil {
 				return err
 			}
 			s = l.active()
 			startN, startSize = 0, 0
-			bufEnd = 0
-		} else if len(buf) > 0 && int64(len(buf))+fsz > flushBytes {
+			end = 0
+		} else if len(p.buf) > 0 && int64(len(p.buf))+fsz > flushBytes {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		s.positions = append(s.positions, bufEnd)
-		s.n++
-		buf = appendFrame(buf, l.next, now, v)
+		p.positions = append(p.positions, end)
+		p.buf = appendFrame(p.buf, l.next, now, v)
+		p.lastNanos = now
 		l.next++
 	}
-	if err := flush(); err != nil {
-		return err
+	if l.cfg.Sync != SyncAlways {
+		return flush()
 	}
-	s.lastNanos = now
+	return nil
+}
+
+// flushLocked writes the pending frames to the end of the active store
+// with one write call and adds them to its index. If the write fails, it
+// changes nothing and returns the error: the caller must undo. Lock must
+// be held.
+func (l *Log) flushLocked() error {
+	p := &l.pend
+	if len(p.positions) == 0 {
+		return nil
+	}
+	s := l.active()
+	if _, err := s.store.WriteAt(p.buf, s.size); err != nil {
+		return fmt.Errorf("log: append: %w", err)
+	}
+	s.positions = append(s.positions, p.positions...)
+	s.n += len(p.positions)
+	s.size += int64(len(p.buf))
+	s.lastNanos = p.lastNanos
+	p.reset()
+	l.startWriteback(s)
 	return nil
 }
 
@@ -287,22 +355,27 @@ func (l *Log) startWriteback(s *segment) {
 	s.writeback = s.size
 }
 
-// undo takes the active segment s back to startN records and startSize
-// bytes after a failed write, and returns err. If the store cannot be cut
-// back, the log fails. Lock must be held.
-func (l *Log) undo(s *segment, startN int, startSize int64, err error) error {
-	s.positions = s.positions[:startN]
-	s.n = startN
-	s.size = startSize
-	l.next = s.next()
-	if terr := s.store.Truncate(startSize); terr != nil {
-		return l.fail(fmt.Errorf("%v; undo: %w", err, terr))
+// undo takes the active segment s back to n records and size bytes after
+// a failed write, drops the pending frames, fails their appends with err,
+// and returns err. If the store cannot be cut back, the log fails. Lock
+// must be held.
+func (l *Log) undo(s *segment, n int, size int64, err error) error {
+	s.positions = s.positions[:n]
+	s.n = n
+	s.size = size
+	if terr := s.store.Truncate(size); terr != nil {
+		err = l.fail(fmt.Errorf("%v; undo: %w", err, terr))
 	}
+	if g := l.pend.group; g != nil {
+		g.err.Store(&err)
+	}
+	l.pend.reset()
+	l.next = s.next()
 	return err
 }
 
 // rollLocked seals the active segment and starts a new one at l.next.
-// Lock must be held.
+// Lock must be held, and nothing pending (see flushLocked).
 func (l *Log) rollLocked() error {
 	s := l.active()
 	if err := s.seal(l.fs); err != nil {
@@ -347,16 +420,25 @@ func (l *Log) Sync() error {
 	}
 	end := l.next
 	l.mu.RUnlock()
-	return l.syncTo(end)
+	return l.syncTo(end, nil)
 }
 
-// syncTo returns once every offset below end is durable. The first caller
-// to find no fsync in flight runs one for everyone (group commit); the
-// others wait for it and, if it did not cover them, run the next one.
-func (l *Log) syncTo(end uint64) error {
+// syncTo returns once every offset below end is durable, or g (which may
+// be nil) failed. The first caller to find no fsync in flight runs one for
+// everyone (group commit); the others wait for it and, if it did not cover
+// them, run the next one.
+func (l *Log) syncTo(end uint64, g *writeGroup) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	for l.durable < end {
+	for {
+		// Read the durable end before g: see writeGroup.
+		durable := l.durable
+		if err := g.failure(); err != nil {
+			return err
+		}
+		if durable >= end {
+			return nil
+		}
 		if err := l.failed(); err != nil {
 			return err
 		}
@@ -395,7 +477,6 @@ func (l *Log) syncTo(end uint64) error {
 			return ret
 		}
 	}
-	return nil
 }
 
 // awaitQuiet and awaitMax bound awaitWriters: it returns once no append
@@ -407,9 +488,10 @@ const (
 )
 
 // awaitWriters lets appenders that the last fsync just released, and
-// appends under way, write before an fsync leader picks the end its fsync
-// covers. Without it, appenders fall into two groups that take turns, and
-// each fsync covers only about half of them.
+// appends under way, frame their records before an fsync leader writes
+// what is pending and picks the end its fsync covers. Without it,
+// appenders fall into two groups that take turns, and each fsync covers
+// only about half of them.
 func (l *Log) awaitWriters() {
 	start := time.Now()
 	last, seen := start, l.entered.Load()
@@ -427,15 +509,25 @@ func (l *Log) awaitWriters() {
 	}
 }
 
-// syncActive fsyncs the active store and returns the end it covers.
+// syncActive writes the pending frames, fsyncs the active store and
+// returns the end the fsync covers. If the write fails, the appends it
+// covered fail (see undo) and the fsync covers the records before them.
 func (l *Log) syncActive() (uint64, error) {
-	l.mu.RLock()
+	l.mu.Lock()
 	if l.closed {
-		l.mu.RUnlock()
+		l.mu.Unlock()
 		return 0, ErrClosed
 	}
+	if err := l.flushLocked(); err != nil {
+		s := l.active()
+		if err := l.undo(s, s.n, s.size, err); errors.Is(err, ErrFailed) {
+			target := l.next
+			l.mu.Unlock()
+			return target, err
+		}
+	}
 	target, f := l.next, l.active().store
-	l.mu.RUnlock()
+	l.mu.Unlock()
 	start := time.Now()
 	err := f.Sync()
 	if d := time.Since(start); l.cfg.SlowSyncThreshold > 0 && d > l.cfg.SlowSyncThreshold {
@@ -670,12 +762,17 @@ func (l *Log) Close() error {
 	var err error
 	s := l.active()
 	if l.failed() == nil {
-		if err = s.store.Sync(); err != nil {
-			err = l.fail(fmt.Errorf("fsync: %w", err))
+		if ferr := l.flushLocked(); ferr != nil {
+			err = l.undo(s, s.n, s.size, ferr)
+		}
+	}
+	if l.failed() == nil {
+		if serr := s.store.Sync(); serr != nil {
+			err = l.fail(fmt.Errorf("fsync: %w", serr))
 		} else {
 			l.markDurable(l.next)
-			if err = s.writeIndex(l.fs); err != nil {
-				err = fmt.Errorf("log: write index: %w", err)
+			if werr := s.writeIndex(l.fs); werr != nil && err == nil {
+				err = fmt.Errorf("log: write index: %w", werr)
 			}
 		}
 	}
