@@ -117,6 +117,7 @@ type stderrLog struct {
 	partial  []byte
 	lines    []logLine
 	httpAddr string
+	apiAddr  string
 	serving  chan string // the gRPC address, once
 }
 
@@ -126,6 +127,7 @@ type logLine struct {
 	Msg      string `json:"msg"`
 	GRPCAddr string `json:"grpc_addr"`
 	HTTPAddr string `json:"http_addr"`
+	APIAddr  string `json:"http_api_addr"`
 	raw      string
 	json     bool
 }
@@ -158,6 +160,8 @@ func (s *stderrLog) line(raw string) {
 	switch l.Msg {
 	case "operator HTTP listening":
 		s.httpAddr = l.HTTPAddr
+	case "HTTP API listening":
+		s.apiAddr = l.APIAddr
 	case "serving":
 		select {
 		case s.serving <- l.GRPCAddr:
@@ -191,6 +195,7 @@ type process struct {
 	configDir string
 	GRPCAddr  string
 	HTTPAddr  string
+	APIAddr   string // the JSON-over-HTTPS API
 	stderr    *stderrLog
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed once Wait returned
@@ -208,7 +213,7 @@ var started atomic.Int64
 // failed, its stderr is logged.
 func startLogd(t testing.TB, configDir, dataDir string, extra ...string) *process {
 	t.Helper()
-	args := []string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}
+	args := []string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--http-api-listen", "127.0.0.1:0"}
 	if dataDir != "" {
 		args = append(args, "--data-dir", dataDir)
 	}
@@ -247,6 +252,7 @@ func startLogd(t testing.TB, configDir, dataDir string, extra ...string) *proces
 		p.GRPCAddr = addr
 		p.stderr.mu.Lock()
 		p.HTTPAddr = p.stderr.httpAddr
+		p.APIAddr = p.stderr.apiAddr
 		p.stderr.mu.Unlock()
 	case <-p.exited:
 		t.Fatalf("%s exited before serving: %v\nstderr:\n%s", p.name, p.waitErr, p.stderr)

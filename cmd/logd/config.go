@@ -18,11 +18,12 @@ import (
 
 // config is logd's configuration, from flags and an optional file.
 type config struct {
-	configFile string
-	configDir  string
-	listen     string
-	httpListen string
-	dataDir    string
+	configFile    string
+	configDir     string
+	listen        string
+	httpListen    string
+	httpAPIListen string
+	dataDir       string
 
 	tlsCert, tlsKey, tlsCA string
 	defaultTLS             bool // no TLS flag was given: make certificates if missing
@@ -69,6 +70,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.configDir, "config-dir", "", "directory of certificates and default data (default $LOGD_CONFIG_DIR or ~/.logd)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8400", "gRPC listen `address`")
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:8480", "operator HTTP listen `address` (/metrics, /healthz, /readyz, /debug/tracez, /debug/rpcz, /debug/pprof/); empty turns it off")
+	fs.StringVar(&c.httpAPIListen, "http-api-listen", "127.0.0.1:8410", "JSON-over-HTTPS API listen `address` (same mutual TLS and ACL as gRPC); empty turns it off")
 	fs.StringVar(&c.dataDir, "data-dir", "", "data `directory` (default <config dir>/data)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "server certificate `file` (default <config dir>/server.pem)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "server key `file` (default <config dir>/server-key.pem)")
@@ -223,6 +225,7 @@ func (c *config) fields() []zap.Field {
 	return []zap.Field{
 		zap.String("listen", c.listen),
 		zap.String("http_listen", c.httpListen),
+		zap.String("http_api_listen", c.httpAPIListen),
 		zap.String("data_dir", c.dataDir),
 		zap.String("tls_cert", c.tlsCert),
 		zap.String("tls_ca", c.tlsCA),

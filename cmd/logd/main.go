@@ -167,6 +167,27 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		logger.Info("operator HTTP listening", zap.String("http_addr", hl.Addr().String()))
 	}
 
+	var apiSrv *http.Server
+	if cfg.httpAPIListen != "" {
+		al, err := net.Listen("tcp", cfg.httpAPIListen)
+		if err != nil {
+			lis.Close()
+			return usagef("--http-api-listen %s: %v", cfg.httpAPIListen, err)
+		}
+		apiSrv = &http.Server{
+			Handler:           srv.HTTPHandler(),
+			TLSConfig:         tlsCfg.Clone(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          zap.NewStdLog(logger.Named("http-api")),
+		}
+		go func() {
+			if err := apiSrv.ServeTLS(al, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("HTTP API", zap.Error(err))
+			}
+		}()
+		logger.Info("HTTP API listening", zap.String("http_api_addr", al.Addr().String()))
+	}
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	ready.Store(true)
@@ -179,7 +200,18 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		logger.Info("shutting down", zap.Duration("timeout", cfg.shutdownTimeout))
 		ready.Store(false)
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		apiDone := make(chan struct{})
+		go func() {
+			// Following HTTP streams end when srv.Shutdown starts.
+			if apiSrv != nil {
+				if err := apiSrv.Shutdown(sctx); err != nil {
+					apiSrv.Close()
+				}
+			}
+			close(apiDone)
+		}()
 		srv.Shutdown(sctx)
+		<-apiDone
 		cancel()
 		err = <-served
 	}

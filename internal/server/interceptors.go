@@ -97,7 +97,14 @@ func (g *guard) check(ctx context.Context, principal, method string, req any) er
 	if !ok {
 		return status.Errorf(codes.Internal, "request of %s has no topic", method)
 	}
-	topic, err := resolveTopic(tr.GetTopic())
+	return g.authorize(ctx, principal, tr.GetTopic(), action)
+}
+
+// authorize checks that principal may do action on the topic a request
+// names ("" is the default topic). It is the one check behind both the
+// gRPC interceptors and the HTTP API; its errors are statuses.
+func (g *guard) authorize(ctx context.Context, principal, topicName, action string) error {
+	topic, err := resolveTopic(topicName)
 	if err != nil {
 		return err
 	}

@@ -52,10 +52,14 @@ const requestSlack = 16 << 10
 // Server is the gRPC server with the log.v1.Log service, the standard
 // health service and reflection.
 type Server struct {
+	svc    *service
+	guard  *guard
 	grpc   *grpc.Server
 	health *health.Server
 	cancel context.CancelFunc
 	logger *zap.Logger
+	// maxRecord is the largest record value; it bounds HTTP bodies.
+	maxRecord int
 }
 
 // New builds a Server. Its health service reports SERVING from the start:
@@ -97,12 +101,13 @@ func New(cfg Config) (*Server, error) {
 	gs := grpc.NewServer(opts...)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	logv1.RegisterLogServer(gs, &service{topics: cfg.Topics, window: cfg.StreamWindow, obs: cfg.Observer, shutdown: ctx})
+	svc := &service{topics: cfg.Topics, window: cfg.StreamWindow, obs: cfg.Observer, shutdown: ctx}
+	logv1.RegisterLogServer(gs, svc)
 	hs := health.NewServer()
 	hs.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	return &Server{grpc: gs, health: hs, cancel: cancel, logger: cfg.Logger}, nil
+	return &Server{svc: svc, guard: g, grpc: gs, health: hs, cancel: cancel, logger: cfg.Logger, maxRecord: cfg.MaxRecordBytes}, nil
 }
 
 // Serve accepts connections on lis until Shutdown.

@@ -47,49 +47,66 @@ func toProto(r log.Record) *logv1.Record {
 }
 
 func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
-	topic, err := resolveTopic(req.GetTopic())
+	if req.GetRecord() == nil {
+		return nil, status.Error(codes.InvalidArgument, "record is required")
+	}
+	first, err := s.produce(ctx, req.GetTopic(), [][]byte{req.GetRecord().GetValue()})
 	if err != nil {
 		return nil, err
 	}
-	if req.GetRecord() == nil {
-		return nil, status.Error(codes.InvalidArgument, "record is required")
+	return &logv1.ProduceResponse{Offset: first}, nil
+}
+
+// produce appends values to a topic (named as in a request: "" is the
+// default), creating it if needed, and returns the first offset once the
+// sync policy is met. Authorization is the caller's. It is shared by the
+// gRPC and the HTTP API; its errors are statuses.
+func (s *service) produce(ctx context.Context, topicName string, values [][]byte) (uint64, error) {
+	topic, err := resolveTopic(topicName)
+	if err != nil {
+		return 0, err
 	}
 	callInfoFrom(ctx).setTopic(topic)
 	l, err := s.topics.Open(topic)
 	if err != nil {
-		return nil, toStatus(err, topic, nil)
+		return 0, toStatus(err, topic, nil)
 	}
-	p, err := s.startAppend(ctx, l, topic, req.GetRecord().GetValue())
+	p, err := s.startAppend(ctx, l, topic, values)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if err := s.ack(ctx, p); err != nil {
-		return nil, err
+		return 0, err
 	}
-	return &logv1.ProduceResponse{Offset: p.First}, nil
+	return p.First, nil
 }
 
 // pending is an append on its way to its acknowledgement.
 type pending struct {
 	log.Pending
-	topic string
-	bytes int
-	start time.Time
+	topic   string
+	records int
+	bytes   int
+	start   time.Time
 }
 
-// startAppend writes value to l under a span, and returns the append to
+// startAppend writes values to l under a span, and returns the append to
 // acknowledge once ack says so.
-func (s *service) startAppend(ctx context.Context, l *log.Log, topic string, value []byte) (pending, error) {
+func (s *service) startAppend(ctx context.Context, l *log.Log, topic string, values [][]byte) (pending, error) {
 	start := time.Now()
 	_, span := trace.StartSpan(ctx, "log.append")
 	defer span.End()
-	p, err := l.StartAppend([][]byte{value})
+	p, err := l.StartAppend(values)
 	if err != nil {
 		span.SetStatus(trace.Status{Code: trace.StatusCodeInternal, Message: err.Error()})
 		return pending{}, toStatus(err, topic, l)
 	}
-	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(p.First)), trace.Int64Attribute("records", 1))
-	return pending{Pending: p, topic: topic, bytes: len(value), start: start}, nil
+	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(p.First)), trace.Int64Attribute("records", int64(len(values))))
+	n := 0
+	for _, v := range values {
+		n += len(v)
+	}
+	return pending{Pending: p, topic: topic, records: len(values), bytes: n, start: start}, nil
 }
 
 // ack waits, under a span, until the append meets the sync policy, and
@@ -105,41 +122,65 @@ func (s *service) ack(ctx context.Context, p pending) error {
 	if err != nil {
 		return toStatus(err, p.topic, nil)
 	}
-	callInfoFrom(ctx).touched(p.First)
-	s.obs.Appended(ctx, p.topic, 1, p.bytes, time.Since(p.start))
+	ci := callInfoFrom(ctx)
+	for i := range p.records {
+		ci.touched(p.First + uint64(i))
+	}
+	s.obs.Appended(ctx, p.topic, p.records, p.bytes, time.Since(p.start))
 	return nil
 }
 
 func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
-	topic, err := resolveTopic(req.GetTopic())
+	rec, err := s.read(ctx, req.GetTopic(), req.GetOffset())
 	if err != nil {
 		return nil, err
+	}
+	return &logv1.ConsumeResponse{Record: toProto(rec)}, nil
+}
+
+// read returns the record at off of an existing topic. Authorization is
+// the caller's; errors are statuses. Shared by the gRPC and HTTP APIs.
+func (s *service) read(ctx context.Context, topicName string, off uint64) (log.Record, error) {
+	topic, err := resolveTopic(topicName)
+	if err != nil {
+		return log.Record{}, err
 	}
 	callInfoFrom(ctx).setTopic(topic)
 	l, err := s.topics.Get(topic)
 	if err != nil {
-		return nil, toStatus(err, topic, nil)
+		return log.Record{}, toStatus(err, topic, nil)
 	}
 	_, span := trace.StartSpan(ctx, "log.read")
-	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(req.GetOffset())))
-	rec, err := l.Read(req.GetOffset())
+	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(off)))
+	rec, err := l.Read(off)
 	if err != nil {
 		span.SetStatus(trace.Status{Code: trace.StatusCodeOutOfRange, Message: err.Error()})
 	}
 	span.End()
 	if err != nil {
-		return nil, toStatus(err, topic, l)
+		return log.Record{}, toStatus(err, topic, l)
 	}
 	callInfoFrom(ctx).touched(rec.Offset)
 	s.obs.Read(ctx, topic, 1, len(rec.Value))
-	return &logv1.ConsumeResponse{Record: toProto(rec)}, nil
+	return rec, nil
 }
 
 // ConsumeStream sends records from the requested offset on; at the end of
 // the topic it sleeps until an append wakes it, and ends when the client
 // cancels (or the server shuts down: Unavailable).
 func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
-	topic, err := resolveTopic(req.GetTopic())
+	return s.follow(stream.Context(), req.GetTopic(), req.GetOffset(), true, func(rec log.Record) error {
+		return stream.Send(&logv1.ConsumeResponse{Record: toProto(rec)})
+	})
+}
+
+// follow sends the records of a topic from offset from on. At the end it
+// returns nil, or with wait it sleeps until an append wakes it, until ctx
+// ends or the server shuts down (Unavailable). Authorization is the
+// caller's; errors are statuses, except send's, returned as they are.
+// Shared by the gRPC and HTTP APIs.
+func (s *service) follow(ctx context.Context, topicName string, from uint64, wait bool, send func(log.Record) error) error {
+	topic, err := resolveTopic(topicName)
 	if err != nil {
 		return err
 	}
@@ -147,7 +188,7 @@ func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_Cons
 	if err != nil {
 		return toStatus(err, topic, nil)
 	}
-	ctx, cancel := context.WithCancelCause(stream.Context())
+	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(s.shutdown, func() { cancel(errShuttingDown) })
 	defer stop()
@@ -155,10 +196,13 @@ func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_Cons
 	callInfoFrom(ctx).setTopic(topic)
 	s.obs.Following(topic, 1)
 	defer s.obs.Following(topic, -1)
-	r := l.NewReader(req.GetOffset())
+	r := l.NewReader(from)
 	for {
 		rec, err := r.Next()
 		if errors.Is(err, io.EOF) {
+			if !wait {
+				return nil
+			}
 			if err := l.Wait(ctx, r.Offset()); err != nil {
 				if cause := context.Cause(ctx); cause != nil {
 					err = cause
@@ -170,7 +214,7 @@ func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_Cons
 		if err != nil {
 			return toStatus(err, topic, l)
 		}
-		if err := stream.Send(&logv1.ConsumeResponse{Record: toProto(rec)}); err != nil {
+		if err := send(rec); err != nil {
 			return err
 		}
 		callInfoFrom(ctx).touched(rec.Offset)
@@ -272,7 +316,7 @@ func (s *service) receive(ctx context.Context, stream logv1.Log_ProduceStreamSer
 		return ack{err: toStatus(err, topic, nil)}
 	}
 	callInfoFrom(ctx).setTopic(topic)
-	p, err := s.startAppend(ctx, l, topic, req.GetRecord().GetValue())
+	p, err := s.startAppend(ctx, l, topic, [][]byte{req.GetRecord().GetValue()})
 	if err != nil {
 		return ack{err: err}
 	}
