@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.opencensus.io/plugin/ochttp"
 	"go.uber.org/zap"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -96,7 +97,9 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.HandleFunc("POST /v1/topics/{topic}/records", a.produce)
 	mux.HandleFunc("GET /v1/topics/{topic}/records/{offset}", a.consume)
 	mux.HandleFunc("GET /v1/topics/{topic}/records", a.stream)
-	return a.middleware(mux)
+	// A span per request (the parent of the operations' spans, and the
+	// trace id in the log line), as ocgrpc gives the gRPC calls.
+	return &ochttp.Handler{Handler: a.middleware(mux)}
 }
 
 type httpPrincipalKey struct{}
