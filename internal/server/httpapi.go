@@ -386,6 +386,8 @@ func httpError(err error) (int, errorBody) {
 		return http.StatusTooManyRequests, body
 	case codes.Unavailable, codes.FailedPrecondition:
 		return http.StatusServiceUnavailable, body
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout, body
 	case codes.Canceled:
 		return 499, body
 	}
