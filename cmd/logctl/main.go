@@ -28,6 +28,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/logd/logd/api/client"
+	"github.com/logd/logd/internal/pki"
 )
 
 // Exit statuses.
@@ -121,7 +122,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})
-	dir := configDir()
+	dir := pki.DefaultDir()
 	f := root.PersistentFlags()
 	f.StringVar(&a.addr, "addr", "127.0.0.1:8400", "logd gRPC `address` (host:port)")
 	f.StringVar(&a.caFile, "tls-ca", "", "CA `file` that logd's certificate must chain to (default "+filepath.Join(dir, "ca.pem")+")")
@@ -131,7 +132,7 @@ func (a *app) rootCmd() *cobra.Command {
 	f.StringVar(&a.serverName, "tls-server-name", "", "name to verify logd's certificate for (default: the host of --addr)")
 	f.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of each unary call")
 	root.RegisterFlagCompletionFunc("as", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return principals(configDir()), cobra.ShellCompDirectiveNoFileComp
+		return principals(pki.DefaultDir()), cobra.ShellCompDirectiveNoFileComp
 	})
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		return a.resolveFiles()
@@ -139,18 +140,6 @@ func (a *app) rootCmd() *cobra.Command {
 
 	root.AddCommand(a.produceCmd(), a.consumeCmd(), a.benchCmd())
 	return root
-}
-
-// configDir is $LOGD_CONFIG_DIR, or ~/.logd.
-func configDir() string {
-	if d := os.Getenv("LOGD_CONFIG_DIR"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ".logd"
-	}
-	return filepath.Join(home, ".logd")
 }
 
 // principals lists the NAMEs with a NAME-client.pem in dir.
@@ -167,7 +156,7 @@ func principals(dir string) []string {
 // resolveFiles fills in the default certificate files and checks the
 // global flags.
 func (a *app) resolveFiles() error {
-	dir := configDir()
+	dir := pki.DefaultDir()
 	if a.as != "" {
 		if a.certFile != "" || a.keyFile != "" {
 			return usagef("--as picks the certificate and key; do not also give --tls-cert or --tls-key")
@@ -235,7 +224,7 @@ func (a *app) dial() (*client.Client, error) {
 
 // certHint suggests how to get working certificates.
 func (a *app) certHint() string {
-	dir := configDir()
+	dir := pki.DefaultDir()
 	var b strings.Builder
 	if names := principals(dir); len(names) > 0 {
 		fmt.Fprintf(&b, "client certificates in %s: %s; pick one with --as NAME", dir, strings.Join(names, ", "))
