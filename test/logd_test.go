@@ -36,8 +36,8 @@ import (
 	"github.com/logd/logd/internal/tlsconfig"
 )
 
-// logdBin is the logd binary built by TestMain.
-var logdBin string
+// logdBin is the logd binary built by TestMain; logctlBin the logctl one.
+var logdBin, logctlBin string
 
 // Timeouts. Every RPC has one; the race detector (the binary is built
 // with -race when the tests are) makes everything several times slower.
@@ -61,13 +61,15 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	logdBin = filepath.Join(dir, "logd")
-	args := []string{"build", "-o", logdBin}
+	logctlBin = filepath.Join(dir, "logctl")
+	// go build -o dir/ writes both binaries, named after their packages.
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	if raceEnabled() {
 		// A data race in logd under these loads is a failure too: see
 		// process.checkRace.
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/logd/logd/cmd/logd")
+	args = append(args, "github.com/logd/logd/cmd/logd", "github.com/logd/logd/cmd/logctl")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, goTool(), args...).CombinedOutput()

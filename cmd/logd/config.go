@@ -158,7 +158,7 @@ func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 // finish fills defaults that depend on other settings and checks values.
 func (c *config) finish(set map[string]bool) error {
 	if c.configDir == "" {
-		c.configDir = defaultConfigDir()
+		c.configDir = pki.DefaultDir()
 	}
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join(c.configDir, "data")

@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -219,16 +218,4 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		httpSrv.Close()
 	}
 	return err
-}
-
-// defaultConfigDir is $LOGD_CONFIG_DIR, or ~/.logd.
-func defaultConfigDir() string {
-	if d := os.Getenv("LOGD_CONFIG_DIR"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ".logd"
-	}
-	return filepath.Join(home, ".logd")
 }

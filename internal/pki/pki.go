@@ -44,6 +44,19 @@ const (
 	ServerKeyFile = "server-key.pem"
 )
 
+// DefaultDir is where logd and logctl look for certificates unless told
+// otherwise: $LOGD_CONFIG_DIR, or ~/.logd.
+func DefaultDir() string {
+	if d := os.Getenv("LOGD_CONFIG_DIR"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".logd"
+	}
+	return filepath.Join(home, ".logd")
+}
+
 // ClientFiles returns the certificate and key file names of a client.
 func ClientFiles(cn string) (cert, key string) {
 	return cn + "-client.pem", cn + "-client-key.pem"
