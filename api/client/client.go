@@ -17,13 +17,10 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"strconv"
 	"time"
 
@@ -36,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	logv1 "github.com/logd/logd/api/v1"
+	"github.com/logd/logd/internal/tlsconfig"
 )
 
 // Config says where logd listens and which files prove who the client is.
@@ -98,48 +96,11 @@ func TLSConfig(cfg Config) (*tls.Config, error) {
 		}
 		serverName = host
 	}
-	caPEM, err := readPEM("CA file", cfg.CAFile)
+	tlsCfg, err := tlsconfig.Client(tlsconfig.Files{Cert: cfg.CertFile, Key: cfg.KeyFile, CA: cfg.CAFile}, serverName)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("client: CA file %s: no PEM certificate", cfg.CAFile)
-	}
-	certPEM, err := readPEM("certificate file", cfg.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := readPEM("key file", cfg.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("client: certificate file %s with key file %s: %w", cfg.CertFile, cfg.KeyFile, err)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ServerName:   serverName,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
-}
-
-// readPEM reads a file that must hold at least one PEM block; what names
-// it in errors.
-func readPEM(what, path string) ([]byte, error) {
-	if path == "" {
-		return nil, fmt.Errorf("client: %s not set", what)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("client: %s %s: %w", what, path, err)
-	}
-	if blk, _ := pem.Decode(b); blk == nil {
-		return nil, fmt.Errorf("client: %s %s: not PEM", what, path)
-	}
-	return b, nil
+	return tlsCfg, nil
 }
 
 // Close closes the connection. Calls in flight fail with Canceled.

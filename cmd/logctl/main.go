@@ -217,7 +217,7 @@ func (a *app) dial() (*client.Client, error) {
 		ServerName: a.serverName,
 	})
 	if err != nil {
-		return nil, connectError{msg: strings.TrimPrefix(err.Error(), "client: "), hint: a.certHint()}
+		return nil, connectError{msg: strings.TrimPrefix(strings.TrimPrefix(err.Error(), "client: "), "tlsconfig: "), hint: a.certHint()}
 	}
 	return c, nil
 }

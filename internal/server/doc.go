@@ -1,11 +1,17 @@
-// Package server is logd's gRPC service: the log.v1.Log API on top of the
-// storage engine, behind mutual TLS and casbin authorization.
+// Package server is logd's service: the log.v1.Log gRPC API and the
+// JSON-over-HTTPS API (httpapi.go) on top of the storage engine, behind
+// mutual TLS and casbin authorization.
 //
-// A request passes TLS (the server requires and verifies a client
-// certificate) → the interceptors given in Config (logging, metrics) →
-// authentication (the principal is the certificate's subject CN) →
-// authorization (principal, topic, action) → the handler → the storage
-// engine. Domain errors become gRPC status codes in one place (status.go).
+// A gRPC call passes TLS (the server requires and verifies a client
+// certificate) → the OpenCensus stats handler (a span and the gRPC views)
+// → the call's log line (logging.go) → authentication (the principal is
+// the certificate's subject CN) → authorization (principal, topic, action)
+// → the handler → the storage engine. An HTTP request takes the same path
+// through its own middleware, and both APIs share the authorization
+// (guard.authorize) and the operations (service.produce, read, follow).
+// Domain errors become gRPC status codes in one place (status.go), and
+// those become HTTP codes in one place (httpError). Observer receives what
+// happens, for metrics.
 //
 // A Server is safe for concurrent use; Serve, Shutdown and the handlers
 // may run at the same time.

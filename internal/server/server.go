@@ -38,11 +38,6 @@ type Config struct {
 	Observer Observer
 	// Logger gets one line per call, at its end (see loggingInterceptors).
 	Logger *zap.Logger
-	// UnaryInterceptors and StreamInterceptors run after logging and
-	// before authentication; ServerOptions are added last.
-	UnaryInterceptors  []grpc.UnaryServerInterceptor
-	StreamInterceptors []grpc.StreamServerInterceptor
-	ServerOptions      []grpc.ServerOption
 }
 
 // requestSlack is what a request may carry beyond its record's value: the
@@ -85,19 +80,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer}
 	logUnary, logStream := loggingInterceptors(cfg.Logger)
-	unary := append([]grpc.UnaryServerInterceptor{callInfoUnary, logUnary}, cfg.UnaryInterceptors...)
-	stream := append([]grpc.StreamServerInterceptor{callInfoStream, logStream}, cfg.StreamInterceptors...)
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
 		// Spans and OpenCensus views per call; the span is in the context
 		// before the interceptors run, so log lines carry its trace id.
 		grpc.StatsHandler(&ocgrpc.ServerHandler{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
-		grpc.ChainUnaryInterceptor(append(unary, g.unary)...),
-		grpc.ChainStreamInterceptor(append(stream, g.stream)...),
+		grpc.ChainUnaryInterceptor(callInfoUnary, logUnary, g.unary),
+		grpc.ChainStreamInterceptor(callInfoStream, logStream, g.stream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
-	opts = append(opts, cfg.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 
 	ctx, cancel := context.WithCancel(context.Background())

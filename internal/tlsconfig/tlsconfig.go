@@ -7,6 +7,7 @@ package tlsconfig
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 )
@@ -46,18 +47,45 @@ func Client(f Files, serverName string) (*tls.Config, error) {
 	}, nil
 }
 
+// load reads the key pair and the CA bundle. Errors name the file at
+// fault and what is wrong with it: not set, unreadable, not PEM, or a key
+// that does not match its certificate.
 func load(f Files) (tls.Certificate, *x509.CertPool, error) {
-	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	caPEM, err := readPEM("CA file", f.CA)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: certificate %s with key %s: %w", f.Cert, f.Key, err)
-	}
-	pem, err := os.ReadFile(f.CA)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: CA: %w", err)
+		return tls.Certificate{}, nil, err
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: CA %s: no PEM certificates", f.CA)
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: CA file %s: no PEM certificate", f.CA)
+	}
+	certPEM, err := readPEM("certificate file", f.Cert)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	keyPEM, err := readPEM("key file", f.Key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: certificate file %s with key file %s: %w", f.Cert, f.Key, err)
 	}
 	return cert, pool, nil
+}
+
+// readPEM reads a file that must hold at least one PEM block; what names
+// it in errors.
+func readPEM(what, path string) ([]byte, error) {
+	if path == "" {
+		return nil, fmt.Errorf("tlsconfig: %s not set", what)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tlsconfig: %s %s: %w", what, path, err)
+	}
+	if blk, _ := pem.Decode(b); blk == nil {
+		return nil, fmt.Errorf("tlsconfig: %s %s: not PEM", what, path)
+	}
+	return b, nil
 }
