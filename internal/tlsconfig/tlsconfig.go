@@ -51,14 +51,6 @@ func Client(f Files, serverName string) (*tls.Config, error) {
 // fault and what is wrong with it: not set, unreadable, not PEM, or a key
 // that does not match its certificate.
 func load(f Files) (tls.Certificate, *x509.CertPool, error) {
-	caPEM, err := readPEM("CA file", f.CA)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: CA file %s: no PEM certificate", f.CA)
-	}
 	certPEM, err := readPEM("certificate file", f.Cert)
 	if err != nil {
 		return tls.Certificate{}, nil, err
@@ -70,6 +62,14 @@ func load(f Files) (tls.Certificate, *x509.CertPool, error) {
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: certificate file %s with key file %s: %w", f.Cert, f.Key, err)
+	}
+	caPEM, err := readPEM("CA file", f.CA)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return tls.Certificate{}, nil, fmt.Errorf("tlsconfig: CA file %s: no PEM certificate", f.CA)
 	}
 	return cert, pool, nil
 }
