@@ -14,6 +14,7 @@ import (
 
 	"github.com/logd/logd/internal/log"
 	"github.com/logd/logd/internal/pki"
+	"github.com/logd/logd/internal/reload"
 )
 
 // config is logd's configuration, from flags and an optional file.
@@ -39,6 +40,7 @@ type config struct {
 	retentionAge    time.Duration
 	shutdownTimeout time.Duration
 	slowFsync       time.Duration
+	reloadInterval  time.Duration
 
 	logLevel, logFormat string
 	traceSample         float64
@@ -86,6 +88,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.retentionAge, "retention-age", 0, "per topic, remove segments whose newest record is older than this (0: keep all)")
 	fs.DurationVar(&c.slowFsync, "slow-fsync", log.DefaultSlowSyncThreshold, "log a warning when an fsync takes longer than this")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may run after SIGTERM")
+	fs.DurationVar(&c.reloadInterval, "reload-interval", reload.DefaultInterval, "how often to look for changes in the live configuration files (policy, quotas, certificates, CRL); SIGHUP reloads them at once")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log `format`: json or console")
 	fs.Float64Var(&c.traceSample, "trace-sample", 0.01, "fraction of calls to trace (0 to 1); sampled spans show at /debug/tracez")
@@ -180,6 +183,9 @@ func (c *config) finish(set map[string]bool) error {
 	c.syncPolicy = p
 	if c.traceSample < 0 || c.traceSample > 1 {
 		return usagef("--trace-sample: %v is not between 0 and 1", c.traceSample)
+	}
+	if c.reloadInterval <= 0 {
+		return usagef("--reload-interval: must be positive")
 	}
 	if c.shutdownTimeout <= 0 {
 		return usagef("--shutdown-timeout: must be positive")

@@ -6,7 +6,8 @@
 // from any crash), and only then serves. SIGINT or SIGTERM stops it
 // gracefully: in-flight calls finish (up to --shutdown-timeout), the logs
 // are closed cleanly, and it exits 0. A bad flag or file exits 2; a
-// failure while running exits 1.
+// failure while running exits 1. SIGHUP reloads the live configuration
+// files (see package reload), which are also reloaded when they change.
 package main
 
 import (
@@ -28,6 +29,7 @@ import (
 	"github.com/logd/logd/internal/auth"
 	"github.com/logd/logd/internal/log"
 	"github.com/logd/logd/internal/pki"
+	"github.com/logd/logd/internal/reload"
 	"github.com/logd/logd/internal/server"
 	"github.com/logd/logd/internal/telemetry"
 	"github.com/logd/logd/internal/tlsconfig"
@@ -129,6 +131,15 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 			logger.Info("logs closed")
 		}
 	}()
+	// Live configuration: the files registered with watcher are reloaded
+	// on SIGHUP and when they change.
+	watcher := reload.New(logger, cfg.reloadInterval)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+
 	logger.Info("logs opened", zap.String("data_dir", cfg.dataDir), zap.Int("topics", len(topics.Names())))
 	metrics.ObserveTopics(telemetry.TopicsSource(topics))
 	defer metrics.ObserveTopics(nil)
@@ -187,6 +198,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		logger.Info("HTTP API listening", zap.String("http_api_addr", al.Addr().String()))
 	}
 
+	go watcher.Run(wctx, hup)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	ready.Store(true)

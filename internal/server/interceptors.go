@@ -81,6 +81,7 @@ func resolveTopic(name string) (string, error) {
 type guard struct {
 	authz Authorizer
 	obs   Observer
+	audit auditor
 }
 
 // check authorizes principal for a request of method; requests of
@@ -111,6 +112,7 @@ func (g *guard) authorize(ctx context.Context, principal, topicName, action stri
 	callInfoFrom(ctx).setTopic(topic)
 	if err := g.authz.Authorize(principal, topic, action); err != nil {
 		g.obs.Denied(ctx, principal, topic, action)
+		g.audit.record(ctx, principal, action, topic, false, "")
 		return toStatus(err, topic, nil)
 	}
 	return nil

@@ -38,6 +38,9 @@ type Config struct {
 	Observer Observer
 	// Logger gets one line per call, at its end (see loggingInterceptors).
 	Logger *zap.Logger
+	// Audit, if set, gets the audit log: denied authorizations and admin
+	// actions (see auditor).
+	Audit *zap.Logger
 }
 
 // requestSlack is what a request may carry beyond its record's value: the
@@ -78,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer}
+	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer, audit: auditor{cfg.Audit}}
 	logUnary, logStream := loggingInterceptors(cfg.Logger)
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
