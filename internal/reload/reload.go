@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,9 +118,9 @@ func (w *Watcher) Check() {
 	for _, s := range w.sources {
 		now := digests(s.Paths)
 		switch {
-		case equal(now, s.loaded):
+		case slices.Equal(now, s.loaded):
 			s.pending = nil
-		case s.pending != nil && equal(now, s.pending):
+		case s.pending != nil && slices.Equal(now, s.pending):
 			s.pending = nil
 			w.load(s, FileChange, now)
 		default:
@@ -175,16 +176,4 @@ func digests(paths []string) [][sha256.Size]byte {
 		}
 	}
 	return out
-}
-
-func equal(a, b [][sha256.Size]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
