@@ -134,15 +134,43 @@ func checkRule(line string) error {
 	return nil
 }
 
+// Decision is the outcome of one check.
+type Decision struct {
+	Allowed bool
+	// Rule is the policy line that decided, as "p, sub, topic, action,
+	// effect"; empty when no rule matched (nothing allows: a denial).
+	Rule string
+}
+
+// Decide checks whether principal may do action on topic and says which
+// rule decided.
+func (a *Authorizer) Decide(principal, topic, action string) (Decision, error) {
+	ok, rule, err := a.e.EnforceEx(principal, topic, action)
+	if err != nil {
+		return Decision{}, fmt.Errorf("auth: %w", err)
+	}
+	d := Decision{Allowed: ok}
+	if len(rule) > 0 {
+		d.Rule = "p, " + strings.Join(rule, ", ")
+	}
+	return d, nil
+}
+
 // Authorize returns nil if principal may do action on topic, and an error
 // wrapping ErrDenied that says what was refused otherwise.
 func (a *Authorizer) Authorize(principal, topic, action string) error {
-	ok, err := a.e.Enforce(principal, topic, action)
+	d, err := a.Decide(principal, topic, action)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return err
 	}
-	if !ok {
-		return fmt.Errorf("%w: %q may not %s topic %q", ErrDenied, principal, action, topic)
+	return d.Err(principal, topic, action)
+}
+
+// Err is nil for an allowed decision and an error wrapping ErrDenied that
+// says what was refused otherwise.
+func (d Decision) Err(principal, topic, action string) error {
+	if d.Allowed {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: %q may not %s topic %q", ErrDenied, principal, action, topic)
 }

@@ -144,3 +144,29 @@ func TestLoadFiles(t *testing.T) {
 		t.Fatalf("got %v, want an error naming the missing file", err)
 	}
 }
+
+func TestDecideNamesTheRule(t *testing.T) {
+	a, err := New(defaultModel(t), "p, role:admin, *, *, allow\ng, root, role:admin\np, alice, alice/*, produce, allow\np, alice, alice/secret, *, deny\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		principal, topic, action string
+		allowed                  bool
+		rule                     string
+	}{
+		{"root", "x", Admin, true, "p, role:admin, *, *, allow"},
+		{"alice", "alice/a", Produce, true, "p, alice, alice/*, produce, allow"},
+		{"alice", "alice/secret", Produce, false, "p, alice, alice/secret, *, deny"},
+		{"alice", "alice/a", Consume, false, ""},
+		{"bob", "x", Produce, false, ""},
+	} {
+		d, err := a.Decide(tt.principal, tt.topic, tt.action)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed != tt.allowed || d.Rule != tt.rule {
+			t.Errorf("Decide(%s, %s, %s) = %+v, want allowed=%v rule %q", tt.principal, tt.topic, tt.action, d, tt.allowed, tt.rule)
+		}
+	}
+}

@@ -15,10 +15,10 @@ import (
 	"github.com/logd/logd/internal/log"
 )
 
-// Authorizer decides whether principal may do action on topic; a refusal
-// is an error wrapping auth.ErrDenied.
+// Authorizer decides whether principal may do action on topic, and names
+// the rule that decided (for the audit log).
 type Authorizer interface {
-	Authorize(principal, topic, action string) error
+	Decide(principal, topic, action string) (auth.Decision, error)
 }
 
 var _ Authorizer = (*auth.Authorizer)(nil)
@@ -110,10 +110,14 @@ func (g *guard) authorize(ctx context.Context, principal, topicName, action stri
 		return err
 	}
 	callInfoFrom(ctx).setTopic(topic)
-	if err := g.authz.Authorize(principal, topic, action); err != nil {
-		g.obs.Denied(ctx, principal, topic, action)
-		g.audit.record(ctx, principal, action, topic, false, "")
+	d, err := g.authz.Decide(principal, topic, action)
+	if err != nil {
 		return toStatus(err, topic, nil)
+	}
+	if !d.Allowed {
+		g.obs.Denied(ctx, principal, topic, action)
+		g.audit.record(ctx, principal, action, topic, false, d.Rule)
+		return toStatus(d.Err(principal, topic, action), topic, nil)
 	}
 	return nil
 }
