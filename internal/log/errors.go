@@ -1,6 +1,9 @@
 package log
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrOffsetOutOfRange is returned by Read and Reader.Next for an offset
@@ -31,4 +34,23 @@ var (
 	// ErrTopicNotFound is returned by Topics.Get and Topics.Delete for a
 	// topic that does not exist.
 	ErrTopicNotFound = errors.New("log: topic not found")
+	// ErrTopicDeleted is returned by every method of a Log whose topic
+	// was deleted (Topics.Delete, Log.Remove), including calls that were
+	// waiting when it happened. Such an error is also ErrClosed.
+	ErrTopicDeleted = errors.New("log: topic deleted")
 )
+
+// deletedError is the error of a call on a deleted topic's log: it is
+// both ErrTopicDeleted and ErrClosed, and names the topic.
+type deletedError struct{ topic string }
+
+func (e deletedError) Error() string {
+	if e.topic == "" {
+		return ErrTopicDeleted.Error()
+	}
+	return fmt.Sprintf("log: topic %q was deleted", e.topic)
+}
+
+func (e deletedError) Is(target error) bool {
+	return target == ErrTopicDeleted || target == ErrClosed
+}

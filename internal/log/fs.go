@@ -17,6 +17,9 @@ type FS interface {
 	MkdirAll(name string, perm os.FileMode) error
 	Remove(name string) error
 	RemoveAll(name string) error
+	// Rename renames a file or directory, replacing newname if it is a
+	// file or an empty directory.
+	Rename(oldname, newname string) error
 	// SyncDir fsyncs a directory, making file creations and removals in it
 	// durable.
 	SyncDir(name string) error
@@ -67,6 +70,9 @@ func (OSFS) Remove(name string) error { return os.Remove(name) }
 
 // RemoveAll removes a tree with os.RemoveAll.
 func (OSFS) RemoveAll(name string) error { return os.RemoveAll(name) }
+
+// Rename renames a file or directory with os.Rename.
+func (OSFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }
 
 // SyncDir opens the directory and fsyncs it.
 func (OSFS) SyncDir(name string) error {

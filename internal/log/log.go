@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
@@ -49,6 +51,9 @@ type Log struct {
 	entered, wrote atomic.Uint64
 
 	failure atomic.Pointer[error] // sticky; see ErrFailed
+	// deleted is set by Remove before it closes the log: calls on the
+	// closed log then say the topic was deleted (see closedErr).
+	deleted atomic.Bool
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -230,7 +235,7 @@ func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.unlockAppend()
-		return Pending{}, ErrClosed
+		return Pending{}, l.closedErr()
 	}
 	if err := l.failed(); err != nil {
 		l.unlockAppend()
@@ -416,7 +421,7 @@ func (l *Log) Sync() error {
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
-		return ErrClosed
+		return l.closedErr()
 	}
 	end := l.next
 	l.mu.RUnlock()
@@ -465,7 +470,7 @@ func (l *Log) syncTo(end uint64, g *writeGroup) error {
 			// A roll-over or Close made target durable while this fsync
 			// ran on a file that was then closed.
 		case errors.Is(err, ErrClosed):
-			ret = ErrClosed
+			ret = err
 		default:
 			// Fail before waking the others: a second fsync could
 			// succeed after the kernel dropped the dirty pages, and must
@@ -516,7 +521,7 @@ func (l *Log) syncActive() (uint64, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return 0, ErrClosed
+		return 0, l.closedErr()
 	}
 	if err := l.flushLocked(); err != nil {
 		s := l.active()
@@ -594,7 +599,7 @@ func (l *Log) Wait(ctx context.Context, off uint64) error {
 		select {
 		case <-ch:
 		case <-l.done:
-			return ErrClosed
+			return l.closedErr()
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -648,7 +653,7 @@ func (l *Log) locate(off uint64) (*segment, int64, int64, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return nil, 0, 0, ErrClosed
+		return nil, 0, 0, l.closedErr()
 	}
 	if err := l.checkRangeLocked(off); err != nil {
 		return nil, 0, 0, err
@@ -706,7 +711,7 @@ func (l *Log) readError(off uint64, err error) error {
 		l.mu.RLock()
 		defer l.mu.RUnlock()
 		if l.closed {
-			return ErrClosed
+			return l.closedErr()
 		}
 		if rerr := l.checkRangeLocked(off); rerr != nil {
 			return rerr
@@ -722,7 +727,7 @@ func (l *Log) Truncate(lowest uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return ErrClosed
+		return l.closedErr()
 	}
 	return l.removeOldestLocked(func(s *segment) bool { return s.next() <= lowest })
 }
@@ -789,17 +794,52 @@ func (l *Log) Close() error {
 	return err
 }
 
-// Remove closes the log and deletes its directory.
+// Remove closes the log and deletes its directory. Calls in flight and
+// later calls get an error that is both ErrTopicDeleted and ErrClosed.
+// The directory is first renamed to a tombstone beside it (its name with
+// TombstoneMark and a number appended), so that a crash during the
+// removal leaves either the whole log or a tombstone, never part of a
+// log; OpenTopics removes tombstones it finds.
 func (l *Log) Remove() error {
+	l.deleted.Store(true)
 	cerr := l.Close()
-	if err := l.fs.RemoveAll(l.cfg.Dir); err != nil {
+	dir := filepath.Clean(l.cfg.Dir)
+	tomb := fmt.Sprintf("%s%s%d", dir, TombstoneMark, l.cfg.Now().UnixNano())
+	if err := l.fs.Rename(dir, tomb); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("log: remove: %w", err)
+		}
+		tomb = ""
+	} else if err := l.fs.SyncDir(filepath.Dir(dir)); err != nil {
 		return fmt.Errorf("log: remove: %w", err)
+	}
+	if tomb != "" {
+		if err := l.fs.RemoveAll(tomb); err != nil {
+			return fmt.Errorf("log: remove: %w", err)
+		}
 	}
 	if errors.Is(cerr, ErrFailed) {
 		return nil
 	}
 	return cerr
 }
+
+// TombstoneMark is what Remove puts in the name of a log directory it is
+// deleting; it cannot appear in a topic's directory name.
+const TombstoneMark = "~deleted-"
+
+// closedErr is the error of a call on the closed log: ErrClosed, or if
+// the log was removed an error that is also ErrTopicDeleted.
+func (l *Log) closedErr() error {
+	if l.deleted.Load() {
+		return deletedError{topic: l.cfg.Name}
+	}
+	return ErrClosed
+}
+
+// Failure returns the error that failed the log (see ErrFailed), or nil
+// while it accepts appends.
+func (l *Log) Failure() error { return l.failed() }
 
 // background runs the interval fsync and periodic retention until Close.
 func (l *Log) background() {

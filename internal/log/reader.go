@@ -62,7 +62,7 @@ func (r *Reader) position() (*segment, int64, int64, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return nil, 0, 0, ErrClosed
+		return nil, 0, 0, l.closedErr()
 	}
 	if err := l.checkRangeLocked(r.off); err != nil {
 		if errors.Is(err, ErrOffsetOutOfRange) {

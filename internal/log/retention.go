@@ -12,7 +12,7 @@ func (l *Log) EnforceRetention() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return ErrClosed
+		return l.closedErr()
 	}
 	return l.enforceRetentionLocked()
 }

@@ -57,9 +57,13 @@ func dirTopic(dir string) string  { return strings.ReplaceAll(dir, "+", "/") }
 type Topics struct {
 	cfg Config // Dir is the data directory
 
-	mu     sync.RWMutex
-	logs   map[string]*Log // guarded by mu
-	closed bool            // guarded by mu
+	mu   sync.RWMutex
+	logs map[string]*Log // guarded by mu
+	// deleting holds the topics Delete is removing, each with a channel
+	// closed once its directory is gone: Open of such a topic waits for
+	// it, so a new log never shares a directory with a dying one.
+	deleting map[string]chan struct{} // guarded by mu
+	closed   bool                     // guarded by mu
 }
 
 // OpenTopics opens every topic in the data directory cfg.Dir (creating
@@ -77,8 +81,17 @@ func OpenTopics(cfg Config) (*Topics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log: open topics: %w", err)
 	}
-	t := &Topics{cfg: cfg, logs: map[string]*Log{}}
+	t := &Topics{cfg: cfg, logs: map[string]*Log{}, deleting: map[string]chan struct{}{}}
 	for _, e := range entries {
+		if e.IsDir() && strings.Contains(e.Name(), TombstoneMark) {
+			// A Delete that a crash interrupted: finish it.
+			if err := cfg.FS.RemoveAll(filepath.Join(cfg.Dir, e.Name())); err != nil {
+				cfg.Logger.Warn("remove deleted topic", zap.String("dir", e.Name()), zap.Error(err))
+			} else {
+				cfg.Logger.Info("removed the rest of a deleted topic", zap.String("dir", e.Name()))
+			}
+			continue
+		}
 		name := dirTopic(e.Name())
 		if !e.IsDir() || ValidateTopic(name) != nil {
 			continue
@@ -118,25 +131,42 @@ func (t *Topics) Get(name string) (*Log, error) {
 	return l, nil
 }
 
-// Open returns the log of a topic, creating the topic if it is new.
+// Open returns the log of a topic, creating the topic if it is new. If
+// the topic is being deleted, it waits until the delete is done and
+// creates it anew.
 func (t *Topics) Open(name string) (*Log, error) {
-	if l, err := t.Get(name); err == nil || !errors.Is(err, ErrTopicNotFound) {
-		return l, err
+	for {
+		if l, err := t.Get(name); err == nil || !errors.Is(err, ErrTopicNotFound) {
+			return l, err
+		}
+		l, deleting, err := t.create(name)
+		if deleting == nil {
+			return l, err
+		}
+		<-deleting
 	}
+}
+
+// create makes a new topic's log, unless the topic exists (its log) or
+// is being deleted (a channel closed once it is gone).
+func (t *Topics) create(name string) (*Log, <-chan struct{}, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if l, ok := t.logs[name]; ok {
-		return l, nil
+		return l, nil, nil
+	}
+	if ch, ok := t.deleting[name]; ok {
+		return nil, ch, nil
 	}
 	l, err := t.open(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t.logs[name] = l
-	return l, nil
+	return l, nil, nil
 }
 
 // Names returns the topics, sorted.
@@ -151,23 +181,37 @@ func (t *Topics) Names() []string {
 	return names
 }
 
-// Delete closes a topic's log and deletes its data.
-func (t *Topics) Delete(name string) error {
+// Delete closes a topic's log and deletes its data (see Log.Remove), and
+// returns the log's stats as it was closed. Calls on the log that are in
+// flight, and later ones through a *Log obtained before, fail with an
+// error that is ErrTopicDeleted (and ErrClosed); appends acknowledged
+// before are gone with the topic. Get and Names no longer see the topic;
+// an Open while the delete runs waits for it and creates the topic anew.
+func (t *Topics) Delete(name string) (Stats, error) {
 	if err := ValidateTopic(name); err != nil {
-		return err
+		return Stats{}, err
 	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return ErrClosed
+		return Stats{}, ErrClosed
 	}
 	l, ok := t.logs[name]
-	delete(t.logs, name)
-	t.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: %q", ErrTopicNotFound, name)
+		t.mu.Unlock()
+		return Stats{}, fmt.Errorf("%w: %q", ErrTopicNotFound, name)
 	}
-	return l.Remove()
+	delete(t.logs, name)
+	done := make(chan struct{})
+	t.deleting[name] = done
+	t.mu.Unlock()
+
+	err := l.Remove()
+	t.mu.Lock()
+	delete(t.deleting, name)
+	t.mu.Unlock()
+	close(done)
+	return l.Stats(), err
 }
 
 // Close closes every topic's log.

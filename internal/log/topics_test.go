@@ -1,7 +1,9 @@
 package log
 
 import (
+	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestValidateTopic(t *testing.T) {
@@ -137,14 +140,14 @@ func TestTopics(t *testing.T) {
 		if _, err := tp.Get(bad); !errors.Is(err, ErrInvalidTopic) {
 			t.Errorf("Get(%q) = %v, want ErrInvalidTopic", bad, err)
 		}
-		if err := tp.Delete(bad); !errors.Is(err, ErrInvalidTopic) {
+		if _, err := tp.Delete(bad); !errors.Is(err, ErrInvalidTopic) {
 			t.Errorf("Delete(%q) = %v, want ErrInvalidTopic", bad, err)
 		}
 	}
 	if _, err := tp.Get("unknown"); !errors.Is(err, ErrTopicNotFound) {
 		t.Errorf("Get(unknown) = %v, want ErrTopicNotFound", err)
 	}
-	if err := tp.Delete("unknown"); !errors.Is(err, ErrTopicNotFound) {
+	if _, err := tp.Delete("unknown"); !errors.Is(err, ErrTopicNotFound) {
 		t.Errorf("Delete(unknown) = %v, want ErrTopicNotFound", err)
 	}
 
@@ -158,7 +161,7 @@ func TestTopics(t *testing.T) {
 	if _, err := tp.Get("default"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Get after Close = %v, want ErrClosed", err)
 	}
-	if err := tp.Delete("default"); !errors.Is(err, ErrClosed) {
+	if _, err := tp.Delete("default"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Delete after Close = %v, want ErrClosed", err)
 	}
 	// Entries of the data directory that are not topics are ignored.
@@ -185,19 +188,26 @@ func TestTopics(t *testing.T) {
 
 	// Delete removes the topic and its directory, and only those.
 	deleted, _ := tp.Get("alice/orders")
-	if err := tp.Delete("alice/orders"); err != nil {
+	st, err := tp.Delete("alice/orders")
+	if err != nil {
 		t.Fatalf("Delete: %v", err)
+	}
+	if st.Lowest != 0 || st.Next != 4 || st.Segments != 2 || st.Bytes == 0 {
+		t.Errorf("Delete returned stats %+v, want offsets 0..3 in two segments", st)
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Dir, "alice+orders")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Stat(alice+orders) after Delete = %v, want ErrNotExist", err)
 	}
-	if _, err := deleted.Append([]byte("x")); !errors.Is(err, ErrClosed) {
-		t.Errorf("Append to a deleted topic's log = %v, want ErrClosed", err)
+	if _, err := deleted.Append([]byte("x")); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrTopicDeleted) {
+		t.Errorf("Append to a deleted topic's log = %v, want ErrTopicDeleted and ErrClosed", err)
+	}
+	if _, err := deleted.Read(0); !errors.Is(err, ErrTopicDeleted) || !strings.Contains(err.Error(), `"alice/orders"`) {
+		t.Errorf("Read of a deleted topic's log = %v, want ErrTopicDeleted naming the topic", err)
 	}
 	if _, err := tp.Get("alice/orders"); !errors.Is(err, ErrTopicNotFound) {
 		t.Errorf("Get after Delete = %v, want ErrTopicNotFound", err)
 	}
-	if err := tp.Delete("alice/orders"); !errors.Is(err, ErrTopicNotFound) {
+	if _, err := tp.Delete("alice/orders"); !errors.Is(err, ErrTopicNotFound) {
 		t.Errorf("second Delete = %v, want ErrTopicNotFound", err)
 	}
 	wantNames = []string{"a.b-c_d", "alice/orders/eu", "default"}
@@ -270,5 +280,198 @@ func TestTopicsConcurrentOpen(t *testing.T) {
 	}
 	if next := logs[0].NextOffset(); next != goroutines {
 		t.Fatalf("NextOffset = %d, want %d", next, goroutines)
+	}
+}
+
+// TestTopicsDeleteUnderLoad deletes a topic while appenders (opening it
+// for every batch, as the server does) and tail followers use it: every
+// call fails with ErrTopicDeleted or succeeds, nothing panics, and the
+// topic the appenders recreate holds only good records from offset 0.
+func TestTopicsDeleteUnderLoad(t *testing.T) {
+	cfg := ftTopicsConfig(t)
+	cfg.Sync = SyncAlways // group commit: appends waiting for an fsync when the log closes
+	tp := ftOpenTopics(t, cfg)
+	const topic = "load/t"
+	first, err := tp.Open(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ftAppendRange(t, first, 0, 10)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l, err := tp.Open(topic)
+				if err != nil {
+					t.Errorf("appender %d: Open: %v", i, err)
+					return
+				}
+				_, err = l.AppendBatch([][]byte{[]byte("a"), []byte("b")})
+				if err != nil && !errors.Is(err, ErrTopicDeleted) {
+					t.Errorf("appender %d: Append: %v, want nil or ErrTopicDeleted", i, err)
+					return
+				}
+			}
+		})
+	}
+	followed := make(chan error, 2)
+	for range 2 {
+		wg.Go(func() {
+			r := first.NewReader(0)
+			for {
+				_, err := r.Next()
+				if errors.Is(err, io.EOF) {
+					err = first.Wait(context.Background(), r.Offset())
+				}
+				if err != nil {
+					followed <- err
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	st, err := tp.Delete(topic)
+	if err != nil {
+		t.Fatalf("Delete under load: %v", err)
+	}
+	if st.Next < 10 {
+		t.Errorf("Delete returned stats %+v, want at least the 10 records appended first", st)
+	}
+	for range 2 {
+		select {
+		case err := <-followed:
+			if !errors.Is(err, ErrTopicDeleted) {
+				t.Errorf("follower ended with %v, want ErrTopicDeleted", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a follower of the deleted topic still waits after 10s")
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	// The appenders recreated the topic: from offset 0, every record good.
+	l, err := tp.Get(topic)
+	if err != nil {
+		t.Fatalf("Get after the appenders recreated the topic: %v", err)
+	}
+	if l == first {
+		t.Fatal("Get returns the deleted log")
+	}
+	lo, next := l.Offsets()
+	if lo != 0 || next == 0 || next%2 != 0 {
+		t.Fatalf("recreated topic holds offsets [%d, %d), want [0, n) with whole batches of 2", lo, next)
+	}
+	r := l.NewReader(0)
+	for off := range next {
+		rec, err := r.Next()
+		want := "a"
+		if off%2 == 1 {
+			want = "b"
+		}
+		if err != nil || rec.Offset != off || string(rec.Value) != want {
+			t.Fatalf("recreated topic at %d: got %+v, %v; want %q", off, rec, err, want)
+		}
+	}
+	entries, err := os.ReadDir(cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(e.Name(), TombstoneMark) {
+			t.Errorf("data directory still holds %s after Delete", e.Name())
+		}
+	}
+}
+
+// ftBlockRenameFS blocks Rename until release is closed, after closing
+// renaming.
+type ftBlockRenameFS struct {
+	OSFS
+	renaming, release chan struct{}
+}
+
+func (f ftBlockRenameFS) Rename(oldname, newname string) error {
+	close(f.renaming)
+	<-f.release
+	return f.OSFS.Rename(oldname, newname)
+}
+
+// TestTopicsOpenWaitsForDelete: an Open while a Delete removes the
+// topic's directory waits for it, so the new log's files are not removed
+// with the old ones.
+func TestTopicsOpenWaitsForDelete(t *testing.T) {
+	cfg := ftTopicsConfig(t)
+	fsys := ftBlockRenameFS{renaming: make(chan struct{}), release: make(chan struct{})}
+	cfg.FS = fsys
+	tp := ftOpenTopics(t, cfg)
+	l, err := tp.Open("w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ftAppendRange(t, l, 0, 5)
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := tp.Delete("w")
+		deleted <- err
+	}()
+	<-fsys.renaming
+	opened := make(chan *Log, 1)
+	go func() {
+		l, err := tp.Open("w")
+		if err != nil {
+			t.Errorf("Open during Delete: %v", err)
+		}
+		opened <- l
+	}()
+	select {
+	case <-opened:
+		t.Fatal("Open returned while Delete was still removing the directory")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := tp.Get("w"); !errors.Is(err, ErrTopicNotFound) {
+		t.Errorf("Get during Delete = %v, want ErrTopicNotFound", err)
+	}
+	close(fsys.release)
+	if err := <-deleted; err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	nl := <-opened
+	if nl == nil || nl == l {
+		t.Fatalf("Open after Delete returned %p (deleted log %p), want a new log", nl, l)
+	}
+	if lo, next := nl.Offsets(); lo != 0 || next != 0 {
+		t.Fatalf("new log: Offsets = (%d, %d), want (0, 0)", lo, next)
+	}
+	ftAppendRange(t, nl, 0, 4) // rolls over: the new log's files are all there
+	ftCheckRange(t, nl, 0, 4)
+}
+
+// TestOpenTopicsRemovesTombstones: a directory a Delete left behind when
+// the process died is removed at open, and is not a topic.
+func TestOpenTopicsRemovesTombstones(t *testing.T) {
+	cfg := ftTopicsConfig(t)
+	tomb := filepath.Join(cfg.Dir, "alice+orders"+TombstoneMark+"123")
+	if err := os.MkdirAll(tomb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tomb, "00000000000000000000.store"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tp := ftOpenTopics(t, cfg)
+	if names := tp.Names(); len(names) != 0 {
+		t.Errorf("Names = %v, want none", names)
+	}
+	if _, err := os.Stat(tomb); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat(tombstone) after OpenTopics = %v, want ErrNotExist", err)
 	}
 }
