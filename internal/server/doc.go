@@ -1,6 +1,8 @@
-// Package server is logd's service: the log.v1.Log gRPC API and the
+// Package server is logd's service: the log.v1.Log gRPC API, the
+// log.v1.Admin API (admin.go: list, describe and delete topics) and the
 // JSON-over-HTTPS API (httpapi.go) on top of the storage engine, behind
-// mutual TLS and casbin authorization.
+// mutual TLS and casbin authorization. Every admin action is written to
+// the audit log (auditor), allowed or denied.
 //
 // A gRPC call passes TLS (the server requires and verifies a client
 // certificate) → the OpenCensus stats handler (a span and the gRPC views)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -24,12 +25,23 @@ type Authorizer interface {
 var _ Authorizer = (*auth.Authorizer)(nil)
 
 // methodActions maps each log.v1 method to the action it needs on the
-// request's topic. A log.v1 method missing here is refused.
+// request's topic. A log.v1 method missing here and from listActions is
+// refused.
 var methodActions = map[string]string{
-	logv1.Log_Produce_FullMethodName:       auth.Produce,
-	logv1.Log_ProduceStream_FullMethodName: auth.Produce,
-	logv1.Log_Consume_FullMethodName:       auth.Consume,
-	logv1.Log_ConsumeStream_FullMethodName: auth.Consume,
+	logv1.Log_Produce_FullMethodName:         auth.Produce,
+	logv1.Log_ProduceStream_FullMethodName:   auth.Produce,
+	logv1.Log_Consume_FullMethodName:         auth.Consume,
+	logv1.Log_ConsumeStream_FullMethodName:   auth.Consume,
+	logv1.Admin_DescribeTopic_FullMethodName: auth.Admin,
+	logv1.Admin_DeleteTopic_FullMethodName:   auth.Admin,
+}
+
+// listActions maps the log.v1 methods whose requests name no topic to
+// the action the caller needs on each topic they answer with: the guard
+// lets the call in, and the handler shows only the topics guard.visible
+// returns.
+var listActions = map[string]string{
+	logv1.Admin_ListTopics_FullMethodName: auth.Admin,
 }
 
 type principalKey struct{}
@@ -89,6 +101,9 @@ type guard struct {
 func (g *guard) check(ctx context.Context, principal, method string, req any) error {
 	action, ok := methodActions[method]
 	if !ok {
+		if _, list := listActions[method]; list {
+			return nil
+		}
 		if strings.HasPrefix(method, "/log.v1.") {
 			return status.Errorf(codes.PermissionDenied, "no access rule for method %s", method)
 		}
@@ -97,6 +112,10 @@ func (g *guard) check(ctx context.Context, principal, method string, req any) er
 	tr, ok := req.(topicRequest)
 	if !ok {
 		return status.Errorf(codes.Internal, "request of %s has no topic", method)
+	}
+	if action == auth.Admin && tr.GetTopic() == "" {
+		// Admin calls name their topic: "" is not the default one here.
+		return toStatus(log.ValidateTopic(""), "", nil)
 	}
 	return g.authorize(ctx, principal, tr.GetTopic(), action)
 }
@@ -119,7 +138,40 @@ func (g *guard) authorize(ctx context.Context, principal, topicName, action stri
 		g.audit.record(ctx, principal, action, topic, false, d.Rule)
 		return toStatus(d.Err(principal, topic, action), topic, nil)
 	}
+	if action == auth.Admin {
+		// Every admin action is audited, allowed or not.
+		g.audit.record(ctx, principal, action, topic, true, d.Rule)
+	}
 	return nil
+}
+
+// visible returns the topics of names on which principal may do action,
+// for a call that lists topics (listActions): one decision per topic,
+// and one audit entry for the whole listing, on the topic pattern
+// (prefix + "*") with the rules that allowed what it shows. Topics it
+// leaves out are not denials: they count in no metric. Its errors are
+// statuses.
+func (g *guard) visible(ctx context.Context, principal, prefix, action string, names []string) ([]string, error) {
+	var shown, rules []string
+	for _, name := range names {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		d, err := g.authz.Decide(principal, name, action)
+		if err != nil {
+			return nil, toStatus(err, name, nil)
+		}
+		if d.Allowed {
+			shown = append(shown, name)
+			if !slices.Contains(rules, d.Rule) {
+				rules = append(rules, d.Rule)
+			}
+		}
+	}
+	pattern := prefix + "*"
+	callInfoFrom(ctx).setTopic(pattern)
+	g.audit.record(ctx, principal, action, pattern, true, strings.Join(rules, " | "))
+	return shown, nil
 }
 
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -47,8 +47,8 @@ type Config struct {
 // topic and protobuf framing.
 const requestSlack = 16 << 10
 
-// Server is the gRPC server with the log.v1.Log service, the standard
-// health service and reflection.
+// Server is the gRPC server with the log.v1.Log and log.v1.Admin
+// services, the standard health service and reflection.
 type Server struct {
 	svc    *service
 	guard  *guard
@@ -81,6 +81,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
+	tails := newTailCounter(cfg.Observer)
+	cfg.Observer = tails
 	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer, audit: auditor{cfg.Audit}}
 	logUnary, logStream := loggingInterceptors(cfg.Logger)
 	opts := []grpc.ServerOption{
@@ -98,8 +100,10 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	svc := &service{topics: cfg.Topics, window: cfg.StreamWindow, obs: cfg.Observer, shutdown: ctx}
 	logv1.RegisterLogServer(gs, svc)
+	logv1.RegisterAdminServer(gs, &adminService{topics: cfg.Topics, guard: g, tails: tails})
 	hs := health.NewServer()
 	hs.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(logv1.Admin_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 	return &Server{svc: svc, guard: g, grpc: gs, health: hs, cancel: cancel, logger: cfg.Logger, maxRecord: cfg.MaxRecordBytes}, nil

@@ -15,14 +15,19 @@ import (
 	"github.com/logd/logd/internal/log"
 )
 
-// Topics is the storage the service needs: a topic's log, created on
-// first produce.
+// Topics is the storage the services need: a topic's log, created on
+// first produce; and for the admin service the topics and their deletion.
 type Topics interface {
 	// Open returns a topic's log, creating the topic if it is new.
 	Open(name string) (*log.Log, error)
 	// Get returns an existing topic's log or an error wrapping
 	// log.ErrTopicNotFound.
 	Get(name string) (*log.Log, error)
+	// Names returns the topics, sorted.
+	Names() []string
+	// Delete removes a topic (see log.Topics.Delete) and returns its
+	// stats as it was closed.
+	Delete(name string) (log.Stats, error)
 }
 
 var _ Topics = (*log.Topics)(nil)

@@ -25,6 +25,7 @@ const (
 	ReasonRecordTooLarge   = "RECORD_TOO_LARGE"
 	ReasonInvalidTopic     = "INVALID_TOPIC"
 	ReasonTopicNotFound    = "TOPIC_NOT_FOUND"
+	ReasonTopicDeleted     = "TOPIC_DELETED" // deleted while the call ran
 	ReasonPermissionDenied = "PERMISSION_DENIED"
 	ReasonDiskFull         = "DISK_FULL"
 )
@@ -94,6 +95,8 @@ func toStatus(err error, topic string, l offsetRange) error {
 		return bad(ReasonInvalidTopic, "topic")
 	case errors.Is(err, log.ErrEmptyBatch):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, log.ErrTopicDeleted):
+		return info(codes.NotFound, ReasonTopicDeleted, err.Error(), nil)
 	case errors.Is(err, log.ErrTopicNotFound):
 		return info(codes.NotFound, ReasonTopicNotFound, err.Error(), nil)
 	case errors.Is(err, auth.ErrDenied):
