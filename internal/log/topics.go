@@ -211,7 +211,14 @@ func (t *Topics) Delete(name string) (Stats, error) {
 	delete(t.deleting, name)
 	t.mu.Unlock()
 	close(done)
-	return l.Stats(), err
+	st := l.Stats()
+	if err != nil {
+		t.cfg.Logger.Error("delete topic", zap.String("topic", name), zap.Error(err))
+	} else {
+		t.cfg.Logger.Info("topic deleted", zap.String("topic", name), zap.Uint64("lowest_offset", st.Lowest),
+			zap.Uint64("next_offset", st.Next), zap.Int("segments", st.Segments), zap.Int64("bytes", st.Bytes))
+	}
+	return st, err
 }
 
 // Close closes every topic's log.
