@@ -155,3 +155,37 @@ func TestStorageGaugesSkipVanishedTopics(t *testing.T) {
 		t.Errorf("gauges = %v, want none", got)
 	}
 }
+
+// TestStorageGaugesForgetDeletedTopics: once a topic is deleted (and its
+// followers are gone), no gauge reports it; the other topics stay.
+func TestStorageGaugesForgetDeletedTopics(t *testing.T) {
+	m := newMetrics(t)
+	topics := openTopics(t)
+	kept, deleted := uniqueTopic(t), uniqueTopic(t)
+	for _, name := range []string{kept, deleted} {
+		l, err := topics.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append([]byte("record-000")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.ObserveTopics(TopicsSource(topics))
+	m.Following(deleted, +1)
+	if got := gauges(t, m.producer); got[GaugeNextOffset][deleted] != 1 || got[GaugeTailConsumers][deleted] != 1 {
+		t.Fatalf("gauges before the delete = %v, want %s at next offset 1 with 1 tail consumer", got, deleted)
+	}
+	if _, err := topics.Delete(deleted); err != nil {
+		t.Fatal(err)
+	}
+	m.Following(deleted, -1) // the server ends its followers
+	for name, byTopic := range gauges(t, m.producer) {
+		if _, ok := byTopic[deleted]; ok {
+			t.Errorf("%s still reports the deleted topic %s: %v", name, deleted, byTopic)
+		}
+		if _, ok := byTopic[kept]; !ok {
+			t.Errorf("%s lost the topic %s that was not deleted: %v", name, kept, byTopic)
+		}
+	}
+}
