@@ -1,11 +1,13 @@
-// Package client is a Go client for logd's gRPC service log.v1.Log.
+// Package client is a Go client for logd's gRPC services log.v1.Log and
+// log.v1.Admin.
 //
 // Dial connects over mutual TLS from PEM files; the client certificate's CN
 // is the principal logd's ACL knows the caller by. A Client offers the
 // unary calls (Produce, Consume, Offsets), a pipelining Producer over one
 // ProduceStream, and Follow, which tails a topic over ConsumeStream and
 // reconnects with backoff when the stream breaks, resuming after the last
-// record it delivered so that no record is lost or repeated.
+// record it delivered so that no record is lost or repeated. ListTopics,
+// DescribeTopic and DeleteTopic are the admin calls.
 //
 // Concurrency: a Client is safe for concurrent use by many goroutines, and
 // so is a Producer (its Send, Close and the Wait of its Acks may be called
@@ -47,8 +49,9 @@ type Config struct {
 
 // Client is a connection to logd. It is safe for concurrent use.
 type Client struct {
-	conn *grpc.ClientConn
-	log  logv1.LogClient
+	conn  *grpc.ClientConn
+	log   logv1.LogClient
+	admin logv1.AdminClient
 }
 
 // Dial builds a mutual-TLS (TLS 1.2 or later) connection to cfg.Addr from
@@ -79,7 +82,7 @@ func Dial(cfg Config, opts ...grpc.DialOption) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", cfg.Addr, err)
 	}
-	return &Client{conn: conn, log: logv1.NewLogClient(conn)}, nil
+	return &Client{conn: conn, log: logv1.NewLogClient(conn), admin: logv1.NewAdminClient(conn)}, nil
 }
 
 // TLSConfig returns the client's mutual-TLS configuration built from cfg's

@@ -664,3 +664,67 @@ func TestFollowContextEndsWhileServerDown(t *testing.T) {
 		t.Fatal("Follow did not return after cancel")
 	}
 }
+
+func TestAdmin(t *testing.T) {
+	ts := startServer(t)
+	ctx := testCtx(t)
+	alice := dial(t, ts, "alice")
+	for _, topic := range []string{"alice/a", "alice/b", "alice/b"} {
+		if _, err := alice.Produce(ctx, topic, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dial(t, ts, "root").Produce(ctx, "bob/x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+
+	topics, err := alice.ListTopics(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(topics) != 2 || topics[0].GetName() != "alice/a" || topics[1].GetName() != "alice/b" || topics[1].GetRecords() != 2 {
+		t.Fatalf("ListTopics as alice = %v, want alice/a and alice/b (2 records)", topics)
+	}
+	if topics, err := alice.ListTopics(ctx, "alice/b"); err != nil || len(topics) != 1 {
+		t.Fatalf("ListTopics(alice/b) = %v, %v; want alice/b", topics, err)
+	}
+	if topics, err := dial(t, ts, "nobody").ListTopics(ctx, ""); err != nil || len(topics) != 0 {
+		t.Fatalf("ListTopics as nobody = %v, %v; want none and no error", topics, err)
+	}
+	d, err := alice.DescribeTopic(ctx, "alice/b")
+	if err != nil || d.GetNextOffset() != 2 || d.GetHighestOffset() != 1 {
+		t.Fatalf("DescribeTopic(alice/b) = %v, %v; want offsets 0..1", d, err)
+	}
+	_, err = alice.DescribeTopic(ctx, "bob/x")
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = alice.DeleteTopic(ctx, "bob/x")
+	wantCode(t, err, codes.PermissionDenied)
+
+	// A Follow of a topic deleted under it ends with NotFound: the
+	// offsets of a recreated topic would not follow on.
+	followed := make(chan error, 1)
+	got := make(chan uint64, 2)
+	go func() {
+		followed <- alice.Follow(ctx, "alice/b", 0, func(r *logv1.Record) error {
+			got <- r.GetOffset()
+			return nil
+		})
+	}()
+	<-got
+	<-got
+	d, err = alice.DeleteTopic(ctx, "alice/b")
+	if err != nil || d.GetName() != "alice/b" || d.GetRecords() != 2 {
+		t.Fatalf("DeleteTopic(alice/b) = %v, %v; want its 2 records", d, err)
+	}
+	select {
+	case err := <-followed:
+		wantCode(t, err, codes.NotFound)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Follow of a deleted topic still runs after 10s")
+	}
+	_, err = alice.DescribeTopic(ctx, "alice/b")
+	wantCode(t, err, codes.NotFound)
+	if alice.Admin() == nil {
+		t.Fatal("Admin() is nil")
+	}
+}

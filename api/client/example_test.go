@@ -175,3 +175,41 @@ func ExampleClient_Follow() {
 	// 3: d
 	// done
 }
+
+func ExampleClient_ListTopics() {
+	cfg, stop := exampleServer("alice")
+	defer stop()
+	c, err := client.Dial(cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	for _, topic := range []string{"alice/orders", "alice/orders", "alice/audit"} {
+		if _, err := c.Produce(ctx, topic, []byte("x")); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	// Only the topics alice may administer (action admin) are listed.
+	topics, err := c.ListTopics(ctx, "")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, t := range topics {
+		fmt.Printf("%s: %d records\n", t.GetName(), t.GetRecords())
+	}
+	d, err := c.DeleteTopic(ctx, "alice/orders")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("deleted %s (%d records)\n", d.GetName(), d.GetRecords())
+	// Output:
+	// alice/audit: 1 records
+	// alice/orders: 2 records
+	// deleted alice/orders (2 records)
+}
