@@ -118,6 +118,9 @@ func (a *app) callError(ctx context.Context, err error, done string) error {
 		}
 		return failf("permission denied: %s", trimPkg(msg))
 	case codes.NotFound:
+		if topic, ok := deletedTopic(st); ok {
+			return failf("topic %q was deleted (not found)%s", topic, doneSuffix(done))
+		}
 		if topic, ok := notFoundTopic(st); ok {
 			return failf("topic %q does not exist (topics are made by their first produce)", topic)
 		}
@@ -214,6 +217,18 @@ func connDetail(msg string) string {
 	return msg
 }
 
+// deletedTopic returns the topic of a TOPIC_DELETED status: the topic
+// was deleted while the call used it.
+func deletedTopic(st *status.Status) (string, bool) {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "TOPIC_DELETED" {
+			t, ok := info.GetMetadata()["topic"]
+			return t, ok
+		}
+	}
+	return "", false
+}
+
 // notFoundTopic returns the topic of a TOPIC_NOT_FOUND status.
 func notFoundTopic(st *status.Status) (string, bool) {
 	for _, d := range st.Details() {
@@ -240,6 +255,8 @@ func actionPhrase(action string) string {
 		return "produce to"
 	case "consume":
 		return "consume from"
+	case "admin":
+		return "administer"
 	}
 	return action
 }

@@ -1,6 +1,7 @@
 // Command logctl is logd's command-line client: it produces records from
-// stdin or a file, consumes (and follows) topics, and benchmarks a server,
-// over gRPC with mutual TLS, using package api/client.
+// stdin or a file, consumes (and follows) topics, lists, describes and
+// deletes topics (log.v1.Admin), and benchmarks a server, over gRPC with
+// mutual TLS, using package api/client.
 //
 // Certificates default to those of $LOGD_CONFIG_DIR (or ~/.logd), as
 // `make gencert` and logd itself make them; --as NAME picks the client
@@ -81,8 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return code
 }
 
-const rootLong = `logctl produces records to logd topics, consumes them and benchmarks a
-logd server, over gRPC with mutual TLS.
+const rootLong = `logctl produces records to logd topics, consumes them, lists, describes
+and deletes topics, and benchmarks a logd server, over gRPC with mutual TLS.
 
 Certificates: by default the CA ca.pem and the client certificate
 root-client.pem with its key root-client-key.pem in $LOGD_CONFIG_DIR (or
@@ -105,13 +106,16 @@ const rootExample = `  # as root, with the certificates in ~/.logd, logd on 127.
   logctl consume --topic alice/orders --from 10 --count 5
   # as alice, following the tail
   logctl --as alice consume --topic alice/orders --from newest --follow
+  # alice's topics, one of them in detail
+  logctl --as alice topics
+  logctl --as alice describe alice/orders
   # shell completion
   source <(logctl completion bash)`
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "logctl",
-		Short:         "Produce, consume and benchmark logd topics",
+		Short:         "Produce, consume, administer and benchmark logd topics",
 		Long:          rootLong,
 		Example:       rootExample,
 		SilenceErrors: true,
@@ -138,7 +142,7 @@ func (a *app) rootCmd() *cobra.Command {
 		return a.resolveFiles()
 	}
 
-	root.AddCommand(a.produceCmd(), a.consumeCmd(), a.benchCmd())
+	root.AddCommand(a.produceCmd(), a.consumeCmd(), a.benchCmd(), a.topicsCmd(), a.describeCmd(), a.deleteTopicCmd())
 	return root
 }
 
