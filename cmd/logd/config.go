@@ -56,7 +56,8 @@ const usageText = `Usage: logd [flags]
 logd serves commit logs (topics) over gRPC with mutual TLS and casbin
 access control. Defaults come from $LOGD_CONFIG_DIR (or ~/.logd): the
 certificates made by 'make gencert' (or by logd itself on first use, when
-no --tls-* flag is given) and the data directory <config dir>/data.
+none of --tls-cert, --tls-key, --tls-ca is given), the CRL crl.pem that
+'make revoke' writes, and the data directory <config dir>/data.
 
 A config file (--config) holds the same keys as the flags, one per line:
 'key = value' or 'key value'; '#' starts a comment. Flags on the command
