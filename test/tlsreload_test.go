@@ -351,19 +351,19 @@ func rotateServer(t testing.TB, p *process, c tlsClient, dir string, n int) {
 	}
 }
 
-// apiServerSerial produces through the JSON API on a new connection and
-// returns the server certificate's serial number.
+// apiServerSerial produces through the JSON API on a new HTTP/2
+// connection and returns the server certificate's serial number.
 func apiServerSerial(t testing.TB, p *process, c tlsClient) *big.Int {
 	t.Helper()
-	tr := &http.Transport{TLSClientConfig: c.config(t), DisableKeepAlives: true}
+	tr := &http.Transport{TLSClientConfig: c.config(t), DisableKeepAlives: true, ForceAttemptHTTP2: true}
 	hc := &http.Client{Transport: tr, Timeout: rpcTimeout}
 	res, err := hc.Post(p.apiURL(recordsPath("rotate/api")), "application/json", strings.NewReader(jsonRecord("x")))
 	if err != nil {
 		t.Fatalf("HTTP API: %v", err)
 	}
 	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("HTTP API produce: status %d, want 200", res.StatusCode)
+	if res.StatusCode != http.StatusOK || res.ProtoMajor != 2 {
+		t.Fatalf("HTTP API produce: status %d over %s, want 200 over HTTP/2", res.StatusCode, res.Proto)
 	}
 	return res.TLS.PeerCertificates[0].SerialNumber
 }
