@@ -13,7 +13,7 @@ BENCHCOUNT ?= 3
 FUZZTIME ?= 30s
 RUNFLAGS ?=
 
-.PHONY: all build run test test-short vet proto gencert certs bench bench-log fuzz clean
+.PHONY: all build run test test-short vet proto gencert certs revoke crl bench bench-log fuzz clean
 
 all: build
 
@@ -57,8 +57,38 @@ gencert:
 			-config=configs/ca-config.json -profile=client -cn=$$cn configs/client-csr.json \
 			| $(GO) tool cfssljson -bare $(CONFIG_DIR)/$$cn-client || exit 1; \
 	done
-	rm -f $(CONFIG_DIR)/*.csr
+	rm -f $(CONFIG_DIR)/*.csr $(CONFIG_DIR)/crl.pem $(CONFIG_DIR)/revoked-serials.txt
 	chmod 600 $(CONFIG_DIR)/*-key.pem
+
+# Revoke client CN's certificate: add its serial number to
+# $(CONFIG_DIR)/revoked-serials.txt and sign a new CRL. A running logd
+# that uses $(CONFIG_DIR)/crl.pem picks it up on its own.
+revoke:
+	@test -n "$(CN)" || { echo "usage: make revoke CN=name" >&2; exit 2; }
+	@set -e; \
+	serial=$$($(GO) tool cfssl certinfo -loglevel 3 -cert $(CONFIG_DIR)/$(CN)-client.pem \
+		| sed -n 's/^ *"serial_number": "\([0-9]*\)",*$$/\1/p'); \
+	test -n "$$serial" || { echo "revoke: no serial number in $(CONFIG_DIR)/$(CN)-client.pem" >&2; exit 1; }; \
+	touch $(CONFIG_DIR)/revoked-serials.txt; \
+	grep -qx "$$serial" $(CONFIG_DIR)/revoked-serials.txt || echo "$$serial" >> $(CONFIG_DIR)/revoked-serials.txt; \
+	echo "revoked $(CN) (serial $$serial)"
+	@$(MAKE) --no-print-directory crl
+
+# Sign $(CONFIG_DIR)/crl.pem anew from revoked-serials.txt with the CA,
+# valid for CRL_EXPIRY seconds (logd keeps enforcing an expired CRL but
+# warns): run it again before then. cfssl prints the CRL as base64 DER;
+# it is wrapped as PEM and renamed into place, so logd never reads half
+# a file.
+CRL_EXPIRY ?= 31536000
+crl:
+	@set -e; \
+	touch $(CONFIG_DIR)/revoked-serials.txt; \
+	$(GO) tool cfssl gencrl -loglevel 3 $(CONFIG_DIR)/revoked-serials.txt $(CONFIG_DIR)/ca.pem $(CONFIG_DIR)/ca-key.pem $(CRL_EXPIRY) \
+		> $(CONFIG_DIR)/crl.b64.tmp; \
+	{ echo "-----BEGIN X509 CRL-----"; fold -w 64 $(CONFIG_DIR)/crl.b64.tmp; echo "-----END X509 CRL-----"; } > $(CONFIG_DIR)/crl.pem.tmp; \
+	rm $(CONFIG_DIR)/crl.b64.tmp; \
+	mv $(CONFIG_DIR)/crl.pem.tmp $(CONFIG_DIR)/crl.pem; \
+	echo "wrote $(CONFIG_DIR)/crl.pem ($$(grep -c . $(CONFIG_DIR)/revoked-serials.txt) revoked)"
 
 # Storage benchmarks; each carries its own baseline (BenchmarkRawAppend).
 bench: bench-log

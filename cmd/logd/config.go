@@ -28,6 +28,8 @@ type config struct {
 
 	tlsCert, tlsKey, tlsCA string
 	defaultTLS             bool // no TLS flag was given: make certificates if missing
+	tlsCRL                 string
+	tlsCRLOptional         bool // the default CRL: none until the file exists
 
 	aclModel, aclPolicy string
 
@@ -54,7 +56,8 @@ const usageText = `Usage: logd [flags]
 logd serves commit logs (topics) over gRPC with mutual TLS and casbin
 access control. Defaults come from $LOGD_CONFIG_DIR (or ~/.logd): the
 certificates made by 'make gencert' (or by logd itself on first use, when
-no --tls-* flag is given) and the data directory <config dir>/data.
+none of --tls-cert, --tls-key, --tls-ca is given), the CRL crl.pem that
+'make revoke' writes, and the data directory <config dir>/data.
 
 A config file (--config) holds the same keys as the flags, one per line:
 'key = value' or 'key value'; '#' starts a comment. Flags on the command
@@ -77,6 +80,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "server certificate `file` (default <config dir>/server.pem)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "server key `file` (default <config dir>/server-key.pem)")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA bundle `file` that client certificates must chain to (default <config dir>/ca.pem)")
+	fs.StringVar(&c.tlsCRL, "tls-crl", "", "CRL `file` (PEM or DER) of revoked client certificates, reloaded like the certificates (default <config dir>/crl.pem when no --tls-cert, --tls-key or --tls-ca is given, used once it exists)")
 	fs.StringVar(&c.aclModel, "acl-model", "", "casbin model `file` (default: the embedded configs/model.conf)")
 	fs.StringVar(&c.aclPolicy, "acl-policy", "", "casbin policy `file` (default: the embedded configs/policy.csv)")
 	fs.StringVar(&c.sync, "sync", "always", "durability `policy`: always (fsync before each ack, group commit), interval, none")
@@ -176,6 +180,10 @@ func (c *config) finish(set map[string]bool) error {
 	if c.tlsCA == "" {
 		c.tlsCA = filepath.Join(c.configDir, pki.CAFile)
 	}
+	if c.tlsCRL == "" && c.defaultTLS {
+		c.tlsCRL = filepath.Join(c.configDir, pki.CRLFile)
+		c.tlsCRLOptional = true
+	}
 	p, err := log.ParseSyncPolicy(c.sync)
 	if err != nil {
 		return usagef("--sync: %q is not always, interval or none", c.sync)
@@ -235,6 +243,7 @@ func (c *config) fields() []zap.Field {
 		zap.String("data_dir", c.dataDir),
 		zap.String("tls_cert", c.tlsCert),
 		zap.String("tls_ca", c.tlsCA),
+		zap.String("tls_crl", c.tlsCRL),
 		zap.String("acl_model", orDefault(c.aclModel)),
 		zap.String("acl_policy", orDefault(c.aclPolicy)),
 		zap.String("sync", c.syncPolicy.String()),

@@ -35,6 +35,34 @@ func TestDefaults(t *testing.T) {
 	if !c.defaultTLS || c.syncPolicy != log.SyncAlways {
 		t.Errorf("got defaultTLS %v, sync %v; want true, always", c.defaultTLS, c.syncPolicy)
 	}
+	if c.tlsCRL != "/cfg/crl.pem" || !c.tlsCRLOptional {
+		t.Errorf("got CRL %q (optional %v), want /cfg/crl.pem, optional", c.tlsCRL, c.tlsCRLOptional)
+	}
+}
+
+func TestCRLDefault(t *testing.T) {
+	t.Setenv("LOGD_CONFIG_DIR", "/cfg")
+	tests := []struct {
+		name     string
+		args     []string
+		want     string
+		optional bool
+	}{
+		{"explicit CRL is required", []string{"--tls-crl", "/etc/logd/crl.der"}, "/etc/logd/crl.der", false},
+		{"explicit TLS files: no default CRL", []string{"--tls-ca", "/etc/logd/ca.pem"}, "", false},
+		{"both explicit", []string{"--tls-cert", "/etc/logd/s.pem", "--tls-crl", "/etc/logd/crl.pem"}, "/etc/logd/crl.pem", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.tlsCRL != tt.want || c.tlsCRLOptional != tt.optional {
+				t.Fatalf("got CRL %q (optional %v), want %q (optional %v)", c.tlsCRL, c.tlsCRLOptional, tt.want, tt.optional)
+			}
+		})
+	}
 }
 
 func TestConfigFile(t *testing.T) {

@@ -91,7 +91,9 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 			logger.Info("made certificates on first use", zap.String("dir", cfg.configDir), zap.Strings("clients", pki.DefaultClients))
 		}
 	}
-	tlsCfg, err := tlsconfig.Server(tlsconfig.Files{Cert: cfg.tlsCert, Key: cfg.tlsKey, CA: cfg.tlsCA})
+	tlsFiles, err := tlsconfig.NewReloader(tlsconfig.Files{
+		Cert: cfg.tlsCert, Key: cfg.tlsKey, CA: cfg.tlsCA, CRL: cfg.tlsCRL, CRLOptional: cfg.tlsCRLOptional,
+	}, logger)
 	if err != nil {
 		return usageError{err}
 	}
@@ -139,6 +141,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	defer signal.Stop(hup)
 	wctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
+	watcher.Add(reload.Source{Name: "tls", Paths: tlsFiles.Paths(), Load: tlsFiles.Reload})
 
 	logger.Info("logs opened", zap.String("data_dir", cfg.dataDir), zap.Int("topics", len(topics.Names())))
 	metrics.ObserveTopics(telemetry.TopicsSource(topics))
@@ -147,7 +150,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	srv, err := server.New(server.Config{
 		Topics:         topics,
 		Authorizer:     authz,
-		TLS:            tlsCfg,
+		TLS:            tlsFiles.Config("h2"),
 		MaxRecordBytes: lcfg.MaxRecordBytes,
 		Observer:       metrics,
 		Logger:         logger,
@@ -186,7 +189,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		}
 		apiSrv = &http.Server{
 			Handler:           srv.HTTPHandler(),
-			TLSConfig:         tlsCfg.Clone(),
+			TLSConfig:         tlsFiles.Config("h2", "http/1.1"),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          zap.NewStdLog(logger.Named("http-api")),
 		}

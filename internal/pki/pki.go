@@ -42,6 +42,11 @@ const (
 	CAKeyFile     = "ca-key.pem"
 	ServerFile    = "server.pem"
 	ServerKeyFile = "server-key.pem"
+	// CRLFile is the revocation list `make revoke` writes (PEM), and
+	// RevokedFile the revoked serial numbers (decimal, one a line) it is
+	// signed from. Both belong to the CA: Generate removes them.
+	CRLFile     = "crl.pem"
+	RevokedFile = "revoked-serials.txt"
 )
 
 // DefaultDir is where logd and logctl look for certificates unless told
@@ -64,10 +69,16 @@ func ClientFiles(cn string) (cert, key string) {
 
 // Generate writes a new CA, a server certificate and a certificate for
 // each client CN into dir (created if needed), overwriting what is there.
-// Keys are written with mode 0600.
+// Keys are written with mode 0600. A CRL of the old CA and its list of
+// revoked serials are removed: the new CA did not sign them.
 func Generate(dir string, clients ...string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
+	}
+	for _, n := range []string{CRLFile, RevokedFile} {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	caReq, err := loadCSR("ca-csr.json")
 	if err != nil {
@@ -104,19 +115,36 @@ func GenerateMissing(dir string, clients ...string) (bool, error) {
 
 // IssueClient signs a new client certificate for cn with the CA in dir.
 func IssueClient(dir, cn string) error {
-	caCert, err := os.ReadFile(filepath.Join(dir, CAFile))
-	if err != nil {
-		return err
-	}
-	caKey, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
-	if err != nil {
-		return err
-	}
-	s, err := newSigner(caCert, caKey)
+	s, err := dirSigner(dir)
 	if err != nil {
 		return err
 	}
 	return issueClient(s, dir, cn)
+}
+
+// IssueServer signs a new server certificate and key with the CA in dir,
+// replacing server.pem and server-key.pem there (to rotate a live
+// server's certificate, issue into a copy of the CA directory and rename
+// the files into place).
+func IssueServer(dir string) error {
+	s, err := dirSigner(dir)
+	if err != nil {
+		return err
+	}
+	return issueServer(s, dir)
+}
+
+// dirSigner is a signer for the CA certificate and key in dir.
+func dirSigner(dir string) (*local.Signer, error) {
+	caCert, err := os.ReadFile(filepath.Join(dir, CAFile))
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	return newSigner(caCert, caKey)
 }
 
 func issueAll(dir string, caCert, caKey []byte, clients []string) error {
@@ -124,11 +152,7 @@ func issueAll(dir string, caCert, caKey []byte, clients []string) error {
 	if err != nil {
 		return err
 	}
-	srvReq, err := loadCSR("server-csr.json")
-	if err != nil {
-		return err
-	}
-	if err := issue(s, dir, srvReq, "server", ServerFile, ServerKeyFile); err != nil {
+	if err := issueServer(s, dir); err != nil {
 		return err
 	}
 	for _, cn := range clients {
@@ -137,6 +161,14 @@ func issueAll(dir string, caCert, caKey []byte, clients []string) error {
 		}
 	}
 	return nil
+}
+
+func issueServer(s *local.Signer, dir string) error {
+	req, err := loadCSR("server-csr.json")
+	if err != nil {
+		return err
+	}
+	return issue(s, dir, req, "server", ServerFile, ServerKeyFile)
 }
 
 func issueClient(s *local.Signer, dir, cn string) error {

@@ -88,3 +88,40 @@ func TestGenerateMissing(t *testing.T) {
 		t.Fatalf("got CN %q, want carol", got)
 	}
 }
+
+func TestIssueServerKeepsTheCA(t *testing.T) {
+	dir := t.TempDir()
+	if err := Generate(dir); err != nil {
+		t.Fatal(err)
+	}
+	old := readCert(t, filepath.Join(dir, ServerFile))
+	if err := IssueServer(dir); err != nil {
+		t.Fatal(err)
+	}
+	now := readCert(t, filepath.Join(dir, ServerFile))
+	if now.SerialNumber.Cmp(old.SerialNumber) == 0 {
+		t.Fatal("IssueServer kept the old serial number")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(readCert(t, filepath.Join(dir, CAFile)))
+	if _, err := now.Verify(x509.VerifyOptions{Roots: roots, DNSName: "127.0.0.1", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Fatalf("new server certificate: %v", err)
+	}
+}
+
+func TestGenerateRemovesTheOldCRL(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{CRLFile, RevokedFile} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Generate(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{CRLFile, RevokedFile} {
+		if _, err := os.Stat(filepath.Join(dir, n)); !os.IsNotExist(err) {
+			t.Errorf("%s after Generate: got %v, want it removed", n, err)
+		}
+	}
+}
