@@ -1,8 +1,6 @@
 package telemetry
 
 import (
-	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,26 +8,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-// auditLines reads the JSON lines of an audit log file.
-func auditLines(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("line %q: %v", sc.Bytes(), err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 func TestAuditLogger(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -39,7 +17,7 @@ func TestAuditLogger(t *testing.T) {
 	}
 	l.Info("audit", zap.String("principal", "alice"), zap.String("decision", "deny"))
 	// Readable at once, before any Sync or Close: a tail sees it.
-	lines := auditLines(t, path)
+	lines := readJSONLines(t, path)
 	if len(lines) != 1 {
 		t.Fatalf("got %d lines before close, want 1", len(lines))
 	}
@@ -73,7 +51,7 @@ func TestAuditLogger(t *testing.T) {
 	if err := closeLog(); err != nil {
 		t.Fatal(err)
 	}
-	if lines := auditLines(t, path); len(lines) != 2 || lines[1]["principal"] != "bob" {
+	if lines := readJSONLines(t, path); len(lines) != 2 || lines[1]["principal"] != "bob" {
 		t.Fatalf("after a second run: %v, want alice's line then bob's", lines)
 	}
 
