@@ -1,9 +1,13 @@
 package server
 
 import (
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -186,6 +190,53 @@ func TestReloadRevokesStreams(t *testing.T) {
 				t.Fatalf("audit: %d consume and %d produce denials of %d, want 2 and 1 of 3: %v", consume, prod, len(denials), denials)
 			}
 		})
+	}
+}
+
+// An HTTP follower revoked before it sent a record has sent no status
+// yet: it gets a 403 answer.
+func TestReloadRevokesHTTPFollowerBeforeItsFirstRecord(t *testing.T) {
+	pf := loadPolicy(t, policyBefore)
+	rec := newRecorder()
+	as := startAPI(t, func(c *Config, _ *log.Config) {
+		c.Authorizer = pf.Authorizer
+		c.Observer = rec
+	})
+	produce(t, client(t, as.testServer, "alice"), "alice/secret", "0")
+	web := httpClient(t, "", "alice")
+	type answer struct {
+		code int
+		body []byte
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := web.Get(topicURL(as.url, "alice/secret") + "?from=1&follow=true")
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		done <- answer{res.StatusCode, b, err}
+	}()
+	// Authorized and waiting at the tail.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, _, _, following, _ := rec.snapshot(); following["alice/secret"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the follower is not waiting at the tail after 10s")
+		}
+	}
+	pf.reload(t, policyAfter)
+	a := <-done
+	var body errorBody
+	if a.err != nil || json.Unmarshal(a.body, &body) != nil {
+		t.Fatalf("got %v, %q; want a JSON error", a.err, a.body)
+	}
+	if a.code != http.StatusForbidden || body.Code != ReasonPermissionDenied {
+		t.Fatalf("got %d %+v, want 403 %s", a.code, body, ReasonPermissionDenied)
 	}
 }
 
