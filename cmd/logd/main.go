@@ -82,6 +82,16 @@ func run(args []string, stderr io.Writer) int {
 
 // serve runs logd until ctx ends.
 func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
+	// First, so that a bad path makes nothing; closed last.
+	audit, closeAudit, err := telemetry.NewAuditLogger(cfg.auditLog)
+	if err != nil {
+		return usagef("--audit-log: %v", err)
+	}
+	defer func() {
+		if err := closeAudit(); err != nil {
+			logger.Error("close audit log", zap.Error(err))
+		}
+	}()
 	if cfg.defaultTLS {
 		made, err := pki.GenerateMissing(cfg.configDir, pki.DefaultClients...)
 		if err != nil {
@@ -99,15 +109,6 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
-	audit, closeAudit, err := telemetry.NewAuditLogger(cfg.auditLog)
-	if err != nil {
-		return usagef("--audit-log: %v", err)
-	}
-	defer func() {
-		if err := closeAudit(); err != nil {
-			logger.Error("close audit log", zap.Error(err))
-		}
-	}()
 
 	metrics, err := telemetry.NewMetrics(
 		telemetry.WithPrincipal(func(ctx context.Context) string { p, _ := server.Principal(ctx); return p }),
