@@ -112,8 +112,10 @@ func TestPolicyReloadUnderLoad(t *testing.T) {
 		cutoff atomic.Uint64
 		// Counts: calls both policies allow that succeeded; alice's
 		// calls on alice/secret that passed before the line, and those
-		// denied after it; every denial she got there (for the audit).
+		// denied after it; every denial she got there (for the audit);
+		// records her followers of alice/orders got after the line.
 		allowedOK, passedBefore, deniedAfter, denials atomic.Int64
+		ordersAfter                                   [2]atomic.Int64 // gRPC, HTTP
 	)
 	cutoff.Store(math.MaxUint64)
 	stopped := func() bool {
@@ -200,6 +202,9 @@ func TestPolicyReloadUnderLoad(t *testing.T) {
 					return
 				}
 				allowedOK.Add(1)
+				if reported.Load() {
+					ordersAfter[0].Add(1)
+				}
 			}
 		}
 		if !stopped() || status.Code(err) != codes.Canceled {
@@ -207,6 +212,23 @@ func TestPolicyReloadUnderLoad(t *testing.T) {
 		}
 	})
 	ordersWeb := follow(t, p, web, "alice/orders", 0)
+	wg.Go(func() {
+		want := uint64(0)
+		for m := range ordersWeb.lines {
+			if m.Error != nil || m.Record == nil || m.Record.Offset == nil || *m.Record.Offset != want {
+				t.Errorf("alice HTTP follow alice/orders (allowed by both): got %+v, want the record at %d", m, want)
+				return
+			}
+			want++
+			allowedOK.Add(1)
+			if reported.Load() {
+				ordersAfter[1].Add(1)
+			}
+		}
+		if !stopped() {
+			t.Errorf("alice HTTP follow alice/orders (allowed by both) ended: %v", ordersWeb.err)
+		}
+	})
 
 	// Alice on alice/secret, which the new policy denies her.
 	deniedCall := func(what string, call func() error) {
@@ -295,13 +317,12 @@ func TestPolicyReloadUnderLoad(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	close(stop)
+	ordersWeb.cancel()
 	secretWeb.cancel() // if the reload did not end it
 	wg.Wait()
-	ordersWeb.cancel()
-	rest, _ := ordersWeb.end(t)
-	for _, m := range rest {
-		if m.Error != nil {
-			t.Errorf("alice HTTP follow alice/orders (allowed by both): %+v", m.Error)
+	for i, name := range []string{"ConsumeStream", "HTTP follow"} {
+		if ordersAfter[i].Load() == 0 {
+			t.Errorf("alice %s alice/orders got no record after the reload: it did not go on", name)
 		}
 	}
 
