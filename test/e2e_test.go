@@ -576,6 +576,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--tls-cert", "/nonexistent"}, []string{"/nonexistent"}},
 		{[]string{"--max-record-bytes", "2048", "--segment-bytes", "1024"}, []string{"--segment-bytes"}},
 		{[]string{"extra"}, []string{`"extra"`}},
+		{[]string{"--audit-log", "/nonexistent/audit.jsonl"}, []string{"--audit-log", "/nonexistent/audit.jsonl"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()

@@ -120,7 +120,8 @@ type stderrLog struct {
 	lines    []logLine
 	httpAddr string
 	apiAddr  string
-	serving  chan string // the gRPC address, once
+	serving  chan string   // the gRPC address, once
+	changed  chan struct{} // closed and replaced at each line
 }
 
 // logLine is the part of a logd JSON log line the tests look at.
@@ -130,11 +131,17 @@ type logLine struct {
 	GRPCAddr string `json:"grpc_addr"`
 	HTTPAddr string `json:"http_addr"`
 	APIAddr  string `json:"http_api_addr"`
-	raw      string
-	json     bool
+	// Reloads (package reload): which source, why, and the error.
+	Source  string `json:"source"`
+	Trigger string `json:"trigger"`
+	Error   string `json:"error"`
+	raw     string
+	json    bool
 }
 
-func newStderrLog() *stderrLog { return &stderrLog{serving: make(chan string, 1)} }
+func newStderrLog() *stderrLog {
+	return &stderrLog{serving: make(chan string, 1), changed: make(chan struct{})}
+}
 
 func (s *stderrLog) Write(p []byte) (int, error) {
 	s.mu.Lock()
@@ -159,6 +166,8 @@ func (s *stderrLog) line(raw string) {
 		l.json = true
 	}
 	s.lines = append(s.lines, l)
+	close(s.changed)
+	s.changed = make(chan struct{})
 	switch l.Msg {
 	case "operator HTTP listening":
 		s.httpAddr = l.HTTPAddr
@@ -189,6 +198,19 @@ func (s *stderrLog) find(msg string) []logLine {
 		}
 	}
 	return out
+}
+
+// match returns the first line from index from on that matches (ok
+// false if none), and the index after the line, or after the last line.
+func (s *stderrLog) match(from int, match func(logLine) bool) (l logLine, next int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := min(from, len(s.lines)); i < len(s.lines); i++ {
+		if match(s.lines[i]) {
+			return s.lines[i], i + 1, true
+		}
+	}
+	return logLine{}, len(s.lines), false
 }
 
 // process is a running logd.
@@ -335,6 +357,39 @@ func (p *process) checkRace(t testing.TB) {
 	t.Helper()
 	if strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
 		t.Errorf("%s reported a data race (see its stderr)", p.name)
+	}
+}
+
+// lines returns the number of stderr lines so far: pass it to waitLine
+// to wait for a line written after now.
+func (p *process) lines() int {
+	_, n, _ := p.stderr.match(0, func(logLine) bool { return false })
+	return n
+}
+
+// waitLine waits for the first stderr line from index from on that
+// matches, and returns it with the index after it. It fails the test if
+// none comes within timeout or logd exits first.
+func (p *process) waitLine(t testing.TB, from int, timeout time.Duration, match func(logLine) bool) (logLine, int) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		// Take the channel first: a line added after the search closes it.
+		p.stderr.mu.Lock()
+		changed := p.stderr.changed
+		p.stderr.mu.Unlock()
+		l, next, ok := p.stderr.match(from, match)
+		if ok {
+			return l, next
+		}
+		from = next
+		select {
+		case <-changed:
+		case <-p.exited:
+			t.Fatalf("%s exited while a log line was awaited: %v", p.name, p.waitErr)
+		case <-deadline:
+			t.Fatalf("%s: no such log line within %v", p.name, timeout)
+		}
 	}
 }
 

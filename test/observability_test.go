@@ -220,7 +220,7 @@ func TestObservabilityEndpoints(t *testing.T) {
 
 	// The trace file: the produce's server span and its children share the
 	// trace id of its log line.
-	spans := readSpans(t, spansFile)
+	spans := readJSONLines[span](t, spansFile)
 	server := findSpan(t, spans, produceTrace, "log.v1.Log.Produce")
 	if server.Kind != "server" || server.Status.Code != 0 {
 		t.Errorf("span log.v1.Log.Produce: got kind %q, status %d; want server, 0", server.Kind, server.Status.Code)
@@ -509,23 +509,24 @@ type span struct {
 	} `json:"annotations"`
 }
 
-// readSpans reads a trace file, one JSON object per line.
-func readSpans(t testing.TB, path string) []span {
+// readJSONLines reads a file of one JSON object per line (a trace file,
+// an audit log).
+func readJSONLines[T any](t testing.TB, path string) []T {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []span
+	var out []T
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var s span
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			t.Fatalf("trace file line %q: %v", sc.Text(), err)
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
 		}
-		out = append(out, s)
+		out = append(out, v)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)

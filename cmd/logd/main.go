@@ -82,6 +82,16 @@ func run(args []string, stderr io.Writer) int {
 
 // serve runs logd until ctx ends.
 func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
+	// First, so that a bad path makes nothing; closed last.
+	audit, closeAudit, err := telemetry.NewAuditLogger(cfg.auditLog)
+	if err != nil {
+		return usagef("--audit-log: %v", err)
+	}
+	defer func() {
+		if err := closeAudit(); err != nil {
+			logger.Error("close audit log", zap.Error(err))
+		}
+	}()
 	if cfg.defaultTLS {
 		made, err := pki.GenerateMissing(cfg.configDir, pki.DefaultClients...)
 		if err != nil {
@@ -141,7 +151,11 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	defer signal.Stop(hup)
 	wctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
+	watcher.OnReload = onReload(metrics, audit)
 	watcher.Add(reload.Source{Name: "tls", Paths: tlsFiles.Paths(), Load: tlsFiles.Reload})
+	if src, ok := policySource(cfg, authz); ok {
+		watcher.Add(src)
+	}
 
 	logger.Info("logs opened", zap.String("data_dir", cfg.dataDir), zap.Int("topics", len(topics.Names())))
 	metrics.ObserveTopics(telemetry.TopicsSource(topics))
@@ -154,6 +168,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		MaxRecordBytes: lcfg.MaxRecordBytes,
 		Observer:       metrics,
 		Logger:         logger,
+		Audit:          audit,
 	})
 	if err != nil {
 		return err
@@ -201,7 +216,10 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		logger.Info("HTTP API listening", zap.String("http_api_addr", al.Addr().String()))
 	}
 
-	go watcher.Run(wctx, hup)
+	// Stopped and waited for before the audit log it writes to closes.
+	watched := make(chan struct{})
+	go func() { defer close(watched); watcher.Run(wctx, hup) }()
+	defer func() { stopWatch(); <-watched }()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	ready.Store(true)

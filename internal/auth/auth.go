@@ -5,7 +5,17 @@
 // The model (configs/model.conf) matches topics with casbin's keyMatch, so
 // "alice/*" covers every topic under "alice/" and never "alicex/...", and
 // "*" covers every topic; it supports roles (g lines) and deny rules, which
-// beat any allow. An Authorizer is safe for concurrent use.
+// beat any allow.
+//
+// An Authorizer can be reloaded while it serves: Reload builds a complete
+// new enforcer from the files and swaps it in with one atomic pointer
+// store, so a check sees either the old policy or the new one, never a mix;
+// a file that does not parse leaves the old policy in force. Each policy
+// swapped in gets the next generation number, which callers that cache a
+// decision (streams) compare to know when to decide again.
+//
+// An Authorizer is safe for concurrent use: Decide, Authorize and
+// Generation may run during a Reload.
 package auth
 
 import (
@@ -14,6 +24,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
@@ -34,47 +46,119 @@ var ErrDenied = errors.New("auth: permission denied")
 
 // Authorizer checks calls against a casbin model and policy.
 type Authorizer struct {
-	e *casbin.SyncedEnforcer
+	// source returns the model and policy text to (re)build from; name
+	// (if not "") prefixes errors in them.
+	source func() (modelText, policyText string, err error)
+	name   string
+
+	mu  sync.Mutex // serializes Reload: generations follow the files' order
+	cur atomic.Pointer[policy]
+}
+
+// policy is one generation of the model and policy, never changed once
+// built.
+type policy struct {
+	e   *casbin.SyncedEnforcer
+	gen uint64
+	// replaced is closed when the next generation is swapped in.
+	replaced chan struct{}
 }
 
 // Load reads the model and policy files; an empty path means the default
-// embedded from configs/.
+// embedded from configs/, which never changes. Reload reads the same
+// files again.
 func Load(modelPath, policyPath string) (*Authorizer, error) {
-	read := func(path, def string) (string, error) {
-		var b []byte
-		var err error
-		if path == "" {
-			b, err = configs.FS.ReadFile(def)
-		} else {
-			b, err = os.ReadFile(path)
-		}
+	a := &Authorizer{source: func() (string, string, error) {
+		m, err := readConfig(modelPath, "model.conf")
 		if err != nil {
-			return "", fmt.Errorf("auth: %w", err)
+			return "", "", err
 		}
-		return string(b), nil
-	}
-	m, err := read(modelPath, "model.conf")
-	if err != nil {
-		return nil, err
-	}
-	p, err := read(policyPath, "policy.csv")
-	if err != nil {
-		return nil, err
-	}
-	a, err := New(m, p)
-	if err != nil {
-		if policyPath == "" {
-			policyPath = "embedded policy.csv"
+		p, err := readConfig(policyPath, "policy.csv")
+		if err != nil {
+			return "", "", err
 		}
-		return nil, fmt.Errorf("%s: %w", policyPath, err)
+		return m, p, nil
+	}}
+	a.name = policyPath
+	if a.name == "" {
+		a.name = "embedded policy.csv"
+	}
+	if err := a.Reload(); err != nil {
+		return nil, err
 	}
 	return a, nil
+}
+
+// readConfig reads path, or the embedded file def if path is "".
+func readConfig(path, def string) (string, error) {
+	var b []byte
+	var err error
+	if path == "" {
+		b, err = configs.FS.ReadFile(def)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("auth: %w", err)
+	}
+	return string(b), nil
 }
 
 // New builds an Authorizer from the text of a casbin model and of a CSV
 // policy. Policy lines are checked: "p, subject, topic, action, allow|deny"
 // with action produce, consume, admin or *, and "g, principal, role".
+// Reload rebuilds it from the same text.
 func New(modelText, policyText string) (*Authorizer, error) {
+	a := &Authorizer{source: func() (string, string, error) { return modelText, policyText, nil }}
+	if err := a.Reload(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Reload builds a new enforcer from the files the Authorizer was loaded
+// from and swaps it in whole, with the next generation number. If a file
+// cannot be read or does not parse, it returns why and the current policy
+// stays in force. Checks running meanwhile use the old policy; those
+// starting after Reload returns use the new one.
+func (a *Authorizer) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, p, err := a.source()
+	if err != nil {
+		return err
+	}
+	e, err := build(m, p)
+	if err != nil {
+		if a.name != "" {
+			return fmt.Errorf("%s: %w", a.name, err)
+		}
+		return err
+	}
+	next := &policy{e: e, gen: 1, replaced: make(chan struct{})}
+	old := a.cur.Load()
+	if old != nil {
+		next.gen = old.gen + 1
+	}
+	a.cur.Store(next)
+	if old != nil {
+		close(old.replaced)
+	}
+	return nil
+}
+
+// Generation returns the generation of the policy in force (1 for the
+// first, one more at each successful Reload) and a channel closed when a
+// Reload replaces it. It is one atomic load: cheap enough to call per
+// message.
+func (a *Authorizer) Generation() (uint64, <-chan struct{}) {
+	p := a.cur.Load()
+	return p.gen, p.replaced
+}
+
+// build makes an enforcer from a model and a policy text, checking every
+// policy line.
+func build(modelText, policyText string) (*casbin.SyncedEnforcer, error) {
 	m, err := model.NewModelFromString(modelText)
 	if err != nil {
 		return nil, fmt.Errorf("auth: model: %w", err)
@@ -100,7 +184,7 @@ func New(modelText, policyText string) (*Authorizer, error) {
 	if err := e.BuildRoleLinks(); err != nil {
 		return nil, fmt.Errorf("auth: roles: %w", err)
 	}
-	return &Authorizer{e: e}, nil
+	return e, nil
 }
 
 func checkRule(line string) error {
@@ -140,16 +224,20 @@ type Decision struct {
 	// Rule is the policy line that decided, as "p, sub, topic, action,
 	// effect"; empty when no rule matched (nothing allows: a denial).
 	Rule string
+	// Generation is the generation of the policy that decided (see
+	// Authorizer.Generation).
+	Generation uint64
 }
 
-// Decide checks whether principal may do action on topic and says which
-// rule decided.
+// Decide checks whether principal may do action on topic against the
+// policy in force, and says which rule and which generation decided.
 func (a *Authorizer) Decide(principal, topic, action string) (Decision, error) {
-	ok, rule, err := a.e.EnforceEx(principal, topic, action)
+	p := a.cur.Load()
+	ok, rule, err := p.e.EnforceEx(principal, topic, action)
 	if err != nil {
 		return Decision{}, fmt.Errorf("auth: %w", err)
 	}
-	d := Decision{Allowed: ok}
+	d := Decision{Allowed: ok, Generation: p.gen}
 	if len(rule) > 0 {
 		d.Rule = "p, " + strings.Join(rule, ", ")
 	}

@@ -2,9 +2,12 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/logd/logd/configs"
@@ -172,5 +175,189 @@ func TestDecideNamesTheRule(t *testing.T) {
 		if d.Allowed != tt.allowed || d.Rule != tt.rule {
 			t.Errorf("Decide(%s, %s, %s) = %+v, want allowed=%v rule %q", tt.principal, tt.topic, tt.action, d, tt.allowed, tt.rule)
 		}
+	}
+}
+
+// writeFile replaces path's contents (Reload is called explicitly: no
+// watcher sees the file half-written).
+func writeFile(t testing.TB, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadFiles writes the default model and policy to files and loads them.
+func loadFiles(t testing.TB, policy string) (*Authorizer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	mp, pp := filepath.Join(dir, "model.conf"), filepath.Join(dir, "policy.csv")
+	writeFile(t, mp, defaultModel(t))
+	writeFile(t, pp, policy)
+	a, err := Load(mp, pp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, pp
+}
+
+func wantDecision(t testing.TB, a *Authorizer, principal, topic, action string, allowed bool, gen uint64) {
+	t.Helper()
+	d, err := a.Decide(principal, topic, action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allowed != allowed || d.Generation != gen {
+		t.Fatalf("Decide(%s, %s, %s) = %+v, want allowed=%v at generation %d", principal, topic, action, d, allowed, gen)
+	}
+}
+
+func TestReload(t *testing.T) {
+	a, pp := loadFiles(t, "p, alice, alice/*, *, allow\n")
+	gen, replaced := a.Generation()
+	if gen != 1 {
+		t.Fatalf("first generation %d, want 1", gen)
+	}
+	wantDecision(t, a, "alice", "alice/x", Produce, true, 1)
+	wantDecision(t, a, "bob", "bob/x", Produce, false, 1)
+
+	// A new policy is swapped in whole, with the next generation.
+	writeFile(t, pp, "p, bob, bob/*, *, allow\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-replaced:
+	default:
+		t.Fatal("the replaced channel of generation 1 is still open after a reload")
+	}
+	gen, replaced = a.Generation()
+	if gen != 2 {
+		t.Fatalf("generation %d after a reload, want 2", gen)
+	}
+	wantDecision(t, a, "alice", "alice/x", Produce, false, 2)
+	wantDecision(t, a, "bob", "bob/x", Produce, true, 2)
+
+	// A broken file, or a missing one, keeps the policy and its generation.
+	for _, bad := range []string{"p, bob, bob/*, *, allow\np, alice, alice/*, write, allow\n", ""} {
+		if bad == "" {
+			os.Remove(pp)
+		} else {
+			writeFile(t, pp, bad)
+		}
+		err := a.Reload()
+		if err == nil || !strings.Contains(err.Error(), pp) {
+			t.Fatalf("Reload of %q: got %v, want an error naming %s", bad, err, pp)
+		}
+		if g, _ := a.Generation(); g != 2 {
+			t.Fatalf("generation %d after a failed reload, want 2", g)
+		}
+		select {
+		case <-replaced:
+			t.Fatal("a failed reload closed the replaced channel")
+		default:
+		}
+		wantDecision(t, a, "alice", "alice/x", Produce, false, 2)
+		wantDecision(t, a, "bob", "bob/x", Consume, true, 2)
+	}
+
+	// The embedded default reloads too (it never changes).
+	def, err := Load("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := def.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	wantDecision(t, def, "alice", "alice/x", Produce, true, 2)
+}
+
+// Two policies that swap alice's and bob's rights on shared/*, through a
+// role, a deny rule and a grant: a check against a half-loaded policy
+// would see both or neither allowed, or a decision that does not match
+// its generation.
+const (
+	policyA = `p, role:writer, shared/*, produce, allow
+g, alice, role:writer
+p, bob, shared/*, produce, deny
+p, bob, bob/*, *, allow
+`
+	policyB = `p, role:writer, shared/*, produce, allow
+g, bob, role:writer
+p, alice, shared/*, produce, deny
+p, alice, alice/*, *, allow
+`
+)
+
+func TestReloadIsAtomic(t *testing.T) {
+	a, pp := loadFiles(t, policyA)
+	const reloads = 200
+	// Generation 1 is A; each reload flips: odd generations are A.
+	want := func(gen uint64, principal string) (bool, string) {
+		isA := gen%2 == 1
+		if (principal == "alice") == isA {
+			return true, "p, role:writer, shared/*, produce, allow"
+		}
+		return false, "p, " + principal + ", shared/*, produce, deny"
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var seen [2]atomic.Int64 // decisions made under A and under B
+	errs := make(chan error, 8)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				before, _ := a.Generation()
+				var allowed [2]bool
+				for i, who := range []string{"alice", "bob"} {
+					d, err := a.Decide(who, "shared/x", Produce)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if ok, rule := want(d.Generation, who); d.Allowed != ok || d.Rule != rule {
+						errs <- fmt.Errorf("%s at generation %d: got %+v, want allowed=%v by %q", who, d.Generation, d, ok, rule)
+						return
+					}
+					allowed[i] = d.Allowed
+				}
+				if after, _ := a.Generation(); after == before {
+					if allowed[0] == allowed[1] {
+						errs <- fmt.Errorf("generation %d: alice allowed=%v and bob allowed=%v, want exactly one", before, allowed[0], allowed[1])
+						return
+					}
+					seen[before%2].Add(1)
+				}
+			}
+		}()
+	}
+	for i := range reloads {
+		p := policyB
+		if i%2 == 1 {
+			p = policyA
+		}
+		writeFile(t, pp, p)
+		if err := a.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if g, _ := a.Generation(); g != reloads+1 {
+		t.Fatalf("generation %d after %d reloads, want %d", g, reloads, reloads+1)
+	}
+	if seen[0].Load() == 0 || seen[1].Load() == 0 {
+		t.Fatalf("consistent pairs under B: %d, under A: %d; want both checked", seen[0].Load(), seen[1].Load())
 	}
 }

@@ -15,6 +15,13 @@
 // those become HTTP codes in one place (httpError). Observer receives what
 // happens, for metrics.
 //
+// The policy may be reloaded while streams are open. A stream keeps its
+// authorization as a grant (grant.go) that holds while the policy
+// generation that allowed it is in force, one atomic load per message;
+// after a reload it is decided again before the next message passes, and
+// a following stream (ConsumeStream, the HTTP follow) that the new policy
+// refuses ends with PermissionDenied at once.
+//
 // A Server is safe for concurrent use; Serve, Shutdown and the handlers
 // may run at the same time.
 package server

@@ -276,7 +276,9 @@ func (a *httpAPI) consumeFrom(w http.ResponseWriter, r *http.Request, topic stri
 // stream writes records from ?from=N (default 0) as newline-delimited
 // JSON; with ?follow=true it waits at the tail until the client goes away
 // (or the server shuts down). An error after the first record ends the
-// stream with a line {"error":{…}}.
+// stream with a line {"error":{…}}. Like a ConsumeStream, it checks its
+// grant before each record and ends, even while it waits, when a reload
+// of the policy revokes it.
 func (a *httpAPI) stream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	topic := r.PathValue("topic")
@@ -299,14 +301,23 @@ func (a *httpAPI) stream(w http.ResponseWriter, r *http.Request) {
 		}
 		follow = b
 	}
-	if err := a.guard.authorize(ctx, principalOf(r), topic, auth.Consume); err != nil {
+	gr, err := a.guard.grant(ctx, principalOf(r), topic, auth.Consume)
+	if err != nil {
 		a.fail(w, err)
 		return
 	}
+	// fctx ends the follow if the grant is revoked; ctx stays the
+	// request's, so the error line below is still written.
+	fctx, revoke := context.WithCancelCause(ctx)
+	defer revoke(nil)
+	gr.cancelOnRevoke(fctx, revoke)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
 	started := false
-	err := a.svc.follow(ctx, topic, from, follow, func(rec log.Record) error {
+	err = a.svc.follow(fctx, topic, from, follow, func(rec log.Record) error {
+		if err := gr.check(); err != nil {
+			return err
+		}
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)

@@ -17,9 +17,14 @@ import (
 )
 
 // Authorizer decides whether principal may do action on topic, and names
-// the rule that decided (for the audit log).
+// the rule and the policy generation that decided (for the audit log, and
+// for streams that keep a decision).
 type Authorizer interface {
 	Decide(principal, topic, action string) (auth.Decision, error)
+	// Generation returns the generation of the policy in force and a
+	// channel closed when a reload replaces it. Streams call it for every
+	// message: it must be cheap (an atomic load).
+	Generation() (uint64, <-chan struct{})
 }
 
 var _ Authorizer = (*auth.Authorizer)(nil)
@@ -96,53 +101,74 @@ type guard struct {
 	audit auditor
 }
 
-// check authorizes principal for a request of method; requests of
-// methods outside log.v1 (health, reflection) need no rule.
-func (g *guard) check(ctx context.Context, principal, method string, req any) error {
+// check authorizes principal for a request of method and returns the
+// grant; requests of methods outside log.v1 (health, reflection) need no
+// rule, and get a nil grant.
+func (g *guard) check(ctx context.Context, principal, method string, req any) (*grant, error) {
 	action, ok := methodActions[method]
 	if !ok {
 		if _, list := listActions[method]; list {
-			return nil
+			return nil, nil
 		}
 		if strings.HasPrefix(method, "/log.v1.") {
-			return status.Errorf(codes.PermissionDenied, "no access rule for method %s", method)
+			return nil, status.Errorf(codes.PermissionDenied, "no access rule for method %s", method)
 		}
-		return nil
+		return nil, nil
 	}
 	tr, ok := req.(topicRequest)
 	if !ok {
-		return status.Errorf(codes.Internal, "request of %s has no topic", method)
+		return nil, status.Errorf(codes.Internal, "request of %s has no topic", method)
 	}
 	if action == auth.Admin && tr.GetTopic() == "" {
 		// Admin calls name their topic: "" is not the default one here.
-		return toStatus(log.ValidateTopic(""), "", nil)
+		return nil, toStatus(log.ValidateTopic(""), "", nil)
 	}
-	return g.authorize(ctx, principal, tr.GetTopic(), action)
+	return g.grant(ctx, principal, tr.GetTopic(), action)
 }
 
 // authorize checks that principal may do action on the topic a request
-// names ("" is the default topic). It is the one check behind both the
-// gRPC interceptors and the HTTP API; its errors are statuses.
+// names ("" is the default topic). Its errors are statuses.
 func (g *guard) authorize(ctx context.Context, principal, topicName, action string) error {
+	_, err := g.grant(ctx, principal, topicName, action)
+	return err
+}
+
+// grant authorizes as authorize does, and returns the authorization for a
+// stream to keep (see grant).
+func (g *guard) grant(ctx context.Context, principal, topicName, action string) (*grant, error) {
 	topic, err := resolveTopic(topicName)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	callInfoFrom(ctx).setTopic(topic)
+	gen, err := g.decide(ctx, principal, topic, action)
+	if err != nil {
+		return nil, err
+	}
+	gr := &grant{g: g, ctx: ctx, principal: principal, topic: topic, action: action}
+	gr.gen.Store(gen)
+	return gr, nil
+}
+
+// decide is the one authorization check behind the gRPC interceptors, the
+// HTTP API and the grants streams keep: a denial is counted and audited.
+// It returns the generation of the policy that allowed the call, or a
+// status.
+func (g *guard) decide(ctx context.Context, principal, topic, action string) (uint64, error) {
 	d, err := g.authz.Decide(principal, topic, action)
 	if err != nil {
-		return toStatus(err, topic, nil)
+		return 0, toStatus(err, topic, nil)
 	}
 	if !d.Allowed {
 		g.obs.Denied(ctx, principal, topic, action)
 		g.audit.record(ctx, principal, action, topic, false, d.Rule)
-		return toStatus(d.Err(principal, topic, action), topic, nil)
+		return 0, toStatus(d.Err(principal, topic, action), topic, nil)
 	}
 	if action == auth.Admin {
 		// Every admin action is audited, allowed or not.
 		g.audit.record(ctx, principal, action, topic, true, d.Rule)
 	}
-	return nil
+	return d.Generation, nil
 }
 
 // visible returns the topics of names on which principal may do action,
@@ -181,7 +207,7 @@ func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	}
 	callInfoFrom(ctx).setPrincipal(principal)
 	ctx = context.WithValue(ctx, principalKey{}, principal)
-	if err := g.check(ctx, principal, info.FullMethod, req); err != nil {
+	if _, err := g.check(ctx, principal, info.FullMethod, req); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
@@ -193,25 +219,41 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 		return err
 	}
 	callInfoFrom(ss.Context()).setPrincipal(principal)
-	return handler(srv, &guardedStream{
+	s := &guardedStream{
 		ServerStream: ss,
 		ctx:          context.WithValue(ss.Context(), principalKey{}, principal),
 		g:            g,
 		principal:    principal,
 		method:       info.FullMethod,
-	})
+		follows:      methodActions[info.FullMethod] == auth.Consume,
+	}
+	if s.follows {
+		var cancel context.CancelCauseFunc
+		s.ctx, cancel = context.WithCancelCause(s.ctx)
+		defer cancel(nil)
+		s.revoke = cancel
+	}
+	return handler(srv, s)
 }
 
 // guardedStream authorizes every message received, since each request of
-// a stream may name another topic. It remembers the last topic allowed.
+// a stream may name another topic. It keeps the grant of the last topic
+// allowed, which holds until the policy is reloaded (see grant). A stream
+// that follows a topic (ConsumeStream: its one request names it) also
+// checks the grant before each message it sends, and ends with the
+// denial, even while it waits for records, when a reload revokes it.
 type guardedStream struct {
 	grpc.ServerStream
 	ctx       context.Context
 	g         *guard
 	principal string
 	method    string
-	allowed   string
-	anyOK     bool
+	// last is the grant for lastTopic, the topic of the last request
+	// received as the request spelled it; nil before the first.
+	last      *grant
+	lastTopic string
+	follows   bool
+	revoke    context.CancelCauseFunc // cancels ctx; set if follows
 }
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
@@ -220,14 +262,28 @@ func (s *guardedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	if tr, ok := m.(topicRequest); ok && s.anyOK && tr.GetTopic() == s.allowed {
-		return nil
+	tr, ok := m.(topicRequest)
+	if ok && s.last != nil && tr.GetTopic() == s.lastTopic {
+		return s.last.check()
 	}
-	if err := s.g.check(s.ctx, s.principal, s.method, m); err != nil {
+	gr, err := s.g.check(s.ctx, s.principal, s.method, m)
+	if err != nil || gr == nil {
 		return err
 	}
-	if tr, ok := m.(topicRequest); ok {
-		s.allowed, s.anyOK = tr.GetTopic(), true
+	s.last, s.lastTopic = gr, tr.GetTopic()
+	if s.follows {
+		gr.cancelOnRevoke(s.ctx, s.revoke)
 	}
 	return nil
+}
+
+// SendMsg sends m if the stream follows a topic it may still read, or
+// returns the denial.
+func (s *guardedStream) SendMsg(m any) error {
+	if s.follows && s.last != nil {
+		if err := s.last.check(); err != nil {
+			return err
+		}
+	}
+	return s.ServerStream.SendMsg(m)
 }

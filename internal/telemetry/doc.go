@@ -1,7 +1,7 @@
 // Package telemetry is logd's observability: metrics (OpenCensus views
 // and gauges, served to Prometheus), traces (OpenCensus spans, sampled and
-// written to a JSON-lines file), the operator HTTP endpoints, and the
-// structured logger.
+// written to a JSON-lines file), the operator HTTP endpoints, the
+// structured logger, and the audit log's sink ([NewAuditLogger]).
 //
 // OpenCensus keeps its registered views, metric producers, trace exporters
 // and trace configuration in process globals. This package is the only one
@@ -25,6 +25,7 @@
 //	logd_fsync_latency_milliseconds{topic}          histogram  one fsync of a topic's active segment
 //	logd_fsync_batch_records{topic}                 histogram  records made durable by one fsync
 //	logd_authz_denials_total{principal,action}      counter  calls refused by the ACL
+//	logd_config_reloads_total{source,result}        counter  reloads of live configuration files (result ok or error)
 //	logd_topic_segments{topic}                      gauge    segments on disk
 //	logd_topic_size_bytes{topic}                    gauge    store and index bytes on disk
 //	logd_topic_lowest_offset{topic}                 gauge    offset of the oldest record kept

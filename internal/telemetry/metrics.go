@@ -126,6 +126,7 @@ func views() []*view.View {
 	v := []*view.View{
 		viewRecordsAppended, viewBytesAppended, viewRecordsRead, viewBytesRead,
 		viewAppendLatency, viewFsyncLatency, viewFsyncBatch, viewAuthzDenials,
+		viewConfigReloads,
 	}
 	return append(v, ocgrpc.DefaultServerViews...)
 }

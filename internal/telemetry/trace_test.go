@@ -14,8 +14,9 @@ import (
 	"go.opencensus.io/trace"
 )
 
-// readSpans parses a trace file: one JSON object per line.
-func readSpans(t *testing.T, path string) []map[string]any {
+// readJSONLines parses a file of one JSON object per line (a trace file,
+// an audit log).
+func readJSONLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -62,7 +63,7 @@ func TestTraceFile(t *testing.T) {
 	_, late := trace.StartSpan(context.Background(), "late")
 	late.End()
 
-	spans := readSpans(t, path)
+	spans := readJSONLines(t, path)
 	if len(spans) != 2 {
 		t.Fatalf("%d spans, want 2: %v", len(spans), spans)
 	}
@@ -140,7 +141,7 @@ func TestTraceFileConcurrent(t *testing.T) {
 	if err := tf.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if got := readSpans(t, path); len(got) != goroutines*spans {
+	if got := readJSONLines(t, path); len(got) != goroutines*spans {
 		t.Errorf("%d lines, want %d", len(got), goroutines*spans)
 	}
 }
