@@ -30,6 +30,7 @@ type config struct {
 	defaultTLS             bool // no TLS flag was given: make certificates if missing
 
 	aclModel, aclPolicy string
+	quotaFile           string
 
 	sync            string
 	syncInterval    time.Duration
@@ -79,6 +80,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA bundle `file` that client certificates must chain to (default <config dir>/ca.pem)")
 	fs.StringVar(&c.aclModel, "acl-model", "", "casbin model `file` (default: the embedded configs/model.conf)")
 	fs.StringVar(&c.aclPolicy, "acl-policy", "", "casbin policy `file` (default: the embedded configs/policy.csv)")
+	fs.StringVar(&c.quotaFile, "quota-file", "", "per-principal and per-topic quotas, JSON `file` (see configs/quota.json); empty: no limits")
 	fs.StringVar(&c.sync, "sync", "always", "durability `policy`: always (fsync before each ack, group commit), interval, none")
 	fs.DurationVar(&c.syncInterval, "sync-interval", log.DefaultSyncInterval, "fsync period for --sync interval")
 	fs.IntVar(&c.maxRecordBytes, "max-record-bytes", log.DefaultMaxRecordBytes, "largest record value accepted, in `bytes`")
@@ -237,6 +239,7 @@ func (c *config) fields() []zap.Field {
 		zap.String("tls_ca", c.tlsCA),
 		zap.String("acl_model", orDefault(c.aclModel)),
 		zap.String("acl_policy", orDefault(c.aclPolicy)),
+		zap.String("quota_file", c.quotaFile),
 		zap.String("sync", c.syncPolicy.String()),
 		zap.Duration("sync_interval", c.syncInterval),
 		zap.Int("max_record_bytes", c.maxRecordBytes),

@@ -29,6 +29,7 @@ import (
 	"github.com/logd/logd/internal/auth"
 	"github.com/logd/logd/internal/log"
 	"github.com/logd/logd/internal/pki"
+	"github.com/logd/logd/internal/quota"
 	"github.com/logd/logd/internal/reload"
 	"github.com/logd/logd/internal/server"
 	"github.com/logd/logd/internal/telemetry"
@@ -99,6 +100,11 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
+	quotaCfg, err := quota.LoadFile(cfg.quotaFile)
+	if err != nil {
+		return usagef("--quota-file: %v", err)
+	}
+	quotas := quota.New(quotaCfg)
 
 	metrics, err := telemetry.NewMetrics(
 		telemetry.WithPrincipal(func(ctx context.Context) string { p, _ := server.Principal(ctx); return p }),
@@ -139,6 +145,9 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	defer signal.Stop(hup)
 	wctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
+	if cfg.quotaFile != "" {
+		watcher.Add(reload.Source{Name: "quotas", Paths: []string{cfg.quotaFile}, Load: func() error { return quotas.Reload(cfg.quotaFile) }})
+	}
 
 	logger.Info("logs opened", zap.String("data_dir", cfg.dataDir), zap.Int("topics", len(topics.Names())))
 	metrics.ObserveTopics(telemetry.TopicsSource(topics))
@@ -151,6 +160,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		MaxRecordBytes: lcfg.MaxRecordBytes,
 		Observer:       metrics,
 		Logger:         logger,
+		Quotas:         quotas,
 	})
 	if err != nil {
 		return err

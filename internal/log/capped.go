@@ -23,6 +23,19 @@ func (e *FullError) Error() string {
 
 func (e *FullError) Unwrap() error { return ErrFull }
 
+// CheckCap returns the *FullError StartAppendCapped would return for
+// values now, or nil; maxBytes 0 or less means no cap. It lets a caller
+// refuse an append before doing anything else for it; the append itself
+// checks again.
+func (l *Log) CheckCap(values [][]byte, maxBytes int64) error {
+	if maxBytes <= 0 {
+		return nil
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.checkCapLocked(values, maxBytes)
+}
+
 // appendSize returns the bytes on disk an append of values takes: frames
 // in the store and entries in the index.
 func appendSize(values [][]byte) int64 {
@@ -34,7 +47,7 @@ func appendSize(values [][]byte) int64 {
 }
 
 // checkCapLocked returns a *FullError if appending values would take the
-// log over maxBytes. Lock must be held.
+// log over maxBytes. Lock (or RLock) must be held.
 func (l *Log) checkCapLocked(values [][]byte, maxBytes int64) error {
 	size := l.sizeLocked() + int64(len(l.pend.buf)) + int64(len(l.pend.positions))*entryWidth
 	add := appendSize(values)

@@ -274,100 +274,87 @@ func (b *bucket) limiter(kind Kind) *rate.Limiter {
 	panic("quota: not a rate kind: " + string(kind))
 }
 
-// Reservation is tokens taken from a bucket, to give back with Cancel if
-// the call they were taken for fails after all. The zero Reservation
-// (no limit) is valid.
-type Reservation struct {
-	r  *rate.Reservation
-	at time.Time
-}
-
-// Cancel gives the tokens back (as far as later calls have not counted
-// on them).
-func (r Reservation) Cancel() {
-	if r.r != nil {
-		r.r.CancelAt(r.at)
-	}
-}
-
-// reserve takes n tokens of kind from principal's bucket. It returns the
-// reservation and how long to wait before acting on it; a reservation
-// that would wait longer than maxWait is canceled, and the refusal says
-// after how long the call would pass.
-func (q *Quotas) reserve(principal, topic string, kind Kind, n int, maxWait time.Duration) (Reservation, time.Duration, error) {
+// take takes n tokens of kind from principal's bucket, waiting for them
+// up to maxWait: it returns how long to wait before acting (0: at once),
+// or a refusal that says after how long the call would pass. A refusal
+// changes nothing: the tokens are checked before they are taken, rather
+// than reserved and given back, since giving back a reservation restores
+// nothing once a later one was made, and concurrent refused calls would
+// then drain the bucket. With maxWait > 0, cancel gives back the tokens
+// of a call that ends while waiting.
+func (q *Quotas) take(principal, topic string, kind Kind, n int, maxWait time.Duration) (delay time.Duration, cancel func(), err error) {
+	cancel = func() {}
 	if q == nil {
-		return Reservation{}, 0, nil
+		return 0, cancel, nil
 	}
-	var (
-		res   Reservation
-		delay time.Duration
-		err   error
-	)
 	q.use(principal, func(b *bucket) {
 		lim := b.limiter(kind)
 		if lim == nil {
 			return
 		}
 		now := q.now()
-		r := lim.ReserveN(now, n)
-		ex := func() *Exceeded {
-			return &Exceeded{Kind: kind, Principal: principal, Topic: topic, Limit: float64(lim.Limit()), Burst: lim.Burst(), Asked: int64(n)}
-		}
-		if !r.OK() {
-			e := ex()
+		limit, burst := lim.Limit(), lim.Burst()
+		e := &Exceeded{Kind: kind, Principal: principal, Topic: topic, Limit: float64(limit), Burst: burst, Asked: int64(n)}
+		if n > burst {
 			e.OverBurst = true
 			err = e
 			return
 		}
-		delay = r.DelayFrom(now)
-		if delay > maxWait {
-			r.CancelAt(now)
-			e := ex()
-			e.RetryAfter = delay
+		if lim.AllowN(now, n) {
+			return
+		}
+		// Short of tokens: the time until the missing ones come.
+		wait := time.Duration((float64(n) - lim.TokensAt(now)) / float64(limit) * float64(time.Second))
+		if wait > maxWait {
+			e.RetryAfter = max(wait, time.Nanosecond)
 			err = e
 			return
 		}
-		res = Reservation{r: r, at: now.Add(delay)}
+		r := lim.ReserveN(now, n)
+		delay, cancel = r.DelayFrom(now), r.Cancel
 	})
-	return res, delay, err
+	return delay, cancel, err
 }
 
 // Allow takes one request of principal, or refuses it with an *Exceeded
 // saying when to retry.
 func (q *Quotas) Allow(principal string) error {
-	_, _, err := q.reserve(principal, "", Requests, 1, 0)
+	_, _, err := q.take(principal, "", Requests, 1, 0)
 	return err
 }
 
 // Take takes n bytes of kind (ProduceBytes or ConsumeBytes) for a call
 // on topic at once, or refuses with an *Exceeded that says when to
 // retry (or that n is over the burst), taking nothing.
-func (q *Quotas) Take(principal, topic string, kind Kind, n int) (Reservation, error) {
-	res, _, err := q.reserve(principal, topic, kind, n, 0)
-	return res, err
+func (q *Quotas) Take(principal, topic string, kind Kind, n int) error {
+	_, _, err := q.take(principal, topic, kind, n, 0)
+	return err
 }
 
 // Wait takes n bytes of kind, waiting for them as long as ctx allows. It
 // returns an *Exceeded if n is over the burst or if ctx's deadline comes
 // before the tokens would (with the delay), and ctx's error if ctx ends
 // while waiting; either way it takes nothing.
-func (q *Quotas) Wait(ctx context.Context, principal, topic string, kind Kind, n int) (Reservation, error) {
+func (q *Quotas) Wait(ctx context.Context, principal, topic string, kind Kind, n int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	maxWait := rate.InfDuration
 	if dl, ok := ctx.Deadline(); ok {
 		maxWait = time.Until(dl)
 	}
-	res, delay, err := q.reserve(principal, topic, kind, n, maxWait)
+	delay, cancel, err := q.take(principal, topic, kind, n, maxWait)
 	if err != nil || delay == 0 {
-		return res, err
+		return err
 	}
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return res, nil
+		return nil
 	case <-ctx.Done():
-		res.r.Cancel()
-		return Reservation{}, ctx.Err()
+		cancel()
+		return ctx.Err()
 	}
 }
 

@@ -63,7 +63,7 @@ func wantExceeded(t testing.TB, err error, kind Kind) *Exceeded {
 
 func take(t testing.TB, q *Quotas, principal string, kind Kind, n int) {
 	t.Helper()
-	if _, err := q.Take(principal, "t", kind, n); err != nil {
+	if err := q.Take(principal, "t", kind, n); err != nil {
 		t.Fatalf("Take(%s, %s, %d): %v", principal, kind, n, err)
 	}
 }
@@ -74,7 +74,7 @@ func TestTake(t *testing.T) {
 	take(t, q, "alice", ProduceBytes, 500)
 
 	// Empty: 100 bytes come in 100ms.
-	_, err := q.Take("alice", "alice/x", ProduceBytes, 100)
+	err := q.Take("alice", "alice/x", ProduceBytes, 100)
 	e := wantExceeded(t, err, ProduceBytes)
 	if e.RetryAfter != 100*time.Millisecond || e.OverBurst || e.Principal != "alice" || e.Topic != "alice/x" || e.Limit != 1000 || e.Burst != 2000 {
 		t.Errorf("got %+v, want RetryAfter 100ms, limit 1000, burst 2000, alice, alice/x", e)
@@ -87,7 +87,7 @@ func TestTake(t *testing.T) {
 	// Refused calls take nothing: 50ms later 50 bytes are there, and still
 	// only 50.
 	clk.add(50 * time.Millisecond)
-	if _, err := q.Take("alice", "t", ProduceBytes, 100); err == nil {
+	if err := q.Take("alice", "t", ProduceBytes, 100); err == nil {
 		t.Fatal("100 bytes passed with 50 in the bucket")
 	}
 	take(t, q, "alice", ProduceBytes, 50)
@@ -98,20 +98,33 @@ func TestTake(t *testing.T) {
 	if err := q.Allow("alice"); err != nil {
 		t.Errorf("Allow with no requests quota: %v", err)
 	}
+}
 
-	// A canceled reservation gives its tokens back.
-	clk.add(time.Second)
-	res, err := q.Take("alice", "t", ProduceBytes, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Cancel()
+func TestTakeConcurrentRefusalsTakeNothing(t *testing.T) {
+	// Many calls refused at the same time leave the bucket as it was.
+	q, clk := newQuotas(t, `{"default": {"produce": {"rate": 1000, "burst": 1000}}}`)
 	take(t, q, "alice", ProduceBytes, 1000)
+	clk.add(500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				if err := q.Take("alice", "t", ProduceBytes, 600); err == nil {
+					t.Error("600 bytes passed with 500 in the bucket")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	take(t, q, "alice", ProduceBytes, 500)
 }
 
 func TestTakeOverBurst(t *testing.T) {
 	q, _ := newQuotas(t, `{"default": {"consume": {"rate": 10, "burst": 64}}}`)
-	_, err := q.Take("bob", "bob/x", ConsumeBytes, 65)
+	err := q.Take("bob", "bob/x", ConsumeBytes, 65)
 	e := wantExceeded(t, err, ConsumeBytes)
 	if !e.OverBurst || e.RetryAfter != 0 || e.Asked != 65 {
 		t.Errorf("got %+v, want OverBurst, no RetryAfter, Asked 65", e)
@@ -151,11 +164,11 @@ func TestWait(t *testing.T) {
 	// Real time: 10000 bytes/s.
 	q := New(mustParse(t, `{"default": {"produce": {"rate": 10000, "burst": 1000}}}`))
 	ctx := context.Background()
-	if _, err := q.Wait(ctx, "alice", "t", ProduceBytes, 1000); err != nil {
+	if err := q.Wait(ctx, "alice", "t", ProduceBytes, 1000); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := q.Wait(ctx, "alice", "t", ProduceBytes, 1000); err != nil {
+	if err := q.Wait(ctx, "alice", "t", ProduceBytes, 1000); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 80*time.Millisecond {
@@ -165,11 +178,11 @@ func TestWait(t *testing.T) {
 	t.Run("deadline too near", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
-		_, err := q.Wait(ctx, "bob", "t", ProduceBytes, 1000) // full bucket
+		err := q.Wait(ctx, "bob", "t", ProduceBytes, 1000) // full bucket
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = q.Wait(ctx, "bob", "t", ProduceBytes, 1000)
+		err = q.Wait(ctx, "bob", "t", ProduceBytes, 1000)
 		e := wantExceeded(t, err, ProduceBytes)
 		if e.RetryAfter < 50*time.Millisecond || e.RetryAfter > 100*time.Millisecond {
 			t.Errorf("RetryAfter = %v, want about 100ms", e.RetryAfter)
@@ -177,16 +190,16 @@ func TestWait(t *testing.T) {
 	})
 	t.Run("canceled while waiting", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		if _, err := q.Wait(ctx, "carol", "t", ProduceBytes, 1000); err != nil {
+		if err := q.Wait(ctx, "carol", "t", ProduceBytes, 1000); err != nil {
 			t.Fatal(err)
 		}
 		time.AfterFunc(10*time.Millisecond, cancel)
-		if _, err := q.Wait(ctx, "carol", "t", ProduceBytes, 1000); !errors.Is(err, context.Canceled) {
+		if err := q.Wait(ctx, "carol", "t", ProduceBytes, 1000); !errors.Is(err, context.Canceled) {
 			t.Fatalf("got %v, want context.Canceled", err)
 		}
 	})
 	t.Run("over burst", func(t *testing.T) {
-		_, err := q.Wait(ctx, "dave", "t", ProduceBytes, 1001)
+		err := q.Wait(ctx, "dave", "t", ProduceBytes, 1001)
 		if e := wantExceeded(t, err, ProduceBytes); !e.OverBurst {
 			t.Errorf("got %+v, want OverBurst", e)
 		}
@@ -240,7 +253,7 @@ func TestSetKeepsState(t *testing.T) {
 	// The same limit and a new consume limit: alice's produce bucket is
 	// still empty.
 	q.Set(mustParse(t, `{"default": {"produce": {"rate": 100, "burst": 1000}, "consume": {"rate": 5}, "streams": 5}}`))
-	_, err = q.Take("alice", "t", ProduceBytes, 100)
+	err = q.Take("alice", "t", ProduceBytes, 100)
 	if e := wantExceeded(t, err, ProduceBytes); e.RetryAfter != time.Second {
 		t.Errorf("RetryAfter = %v, want 1s", e.RetryAfter)
 	}
@@ -248,7 +261,7 @@ func TestSetKeepsState(t *testing.T) {
 
 	// A bigger burst and rate: no fresh burst, the new rate from now on.
 	q.Set(mustParse(t, `{"default": {"produce": {"rate": 1000, "burst": 100000}, "streams": 1}}`))
-	_, err = q.Take("alice", "t", ProduceBytes, 1000)
+	err = q.Take("alice", "t", ProduceBytes, 1000)
 	if e := wantExceeded(t, err, ProduceBytes); e.RetryAfter != time.Second || e.Burst != 100000 {
 		t.Errorf("got %+v, want RetryAfter 1s at the new rate, burst 100000", e)
 	}
@@ -308,10 +321,10 @@ func TestNilQuotas(t *testing.T) {
 	if err := q.Allow("x"); err != nil {
 		t.Error(err)
 	}
-	if _, err := q.Take("x", "t", ProduceBytes, 1<<30); err != nil {
+	if err := q.Take("x", "t", ProduceBytes, 1<<30); err != nil {
 		t.Error(err)
 	}
-	if _, err := q.Wait(context.Background(), "x", "t", ConsumeBytes, 1<<30); err != nil {
+	if err := q.Wait(context.Background(), "x", "t", ConsumeBytes, 1<<30); err != nil {
 		t.Error(err)
 	}
 	release, err := q.OpenStream("x")
@@ -336,7 +349,7 @@ func TestSweep(t *testing.T) {
 	if n > 2*minSweep {
 		t.Errorf("%d buckets kept for %d principals, most of them idle; want at most %d", n, 10*minSweep+1, 2*minSweep)
 	}
-	if _, err := q.Take("busy", "t", ProduceBytes, 1); err == nil {
+	if err := q.Take("busy", "t", ProduceBytes, 1); err == nil {
 		t.Error("the busy principal's empty bucket was dropped: it got a fresh burst")
 	}
 }
@@ -392,7 +405,7 @@ func TestConcurrentUseAndSet(t *testing.T) {
 			defer workers.Done()
 			p := fmt.Sprintf("p%d", g%2)
 			for range 2000 {
-				if _, err := q.Take(p, "t", ProduceBytes, 10); err != nil {
+				if err := q.Take(p, "t", ProduceBytes, 10); err != nil {
 					t.Error(err)
 					return
 				}
