@@ -28,6 +28,9 @@ type Rate struct {
 	Burst int     `json:"burst,omitempty"`
 }
 
+// maxRate bounds a rate, so that a second's worth fits a burst.
+const maxRate = 1 << 50
+
 // Limits are one principal's quotas. A nil field inherits the default's;
 // a Rate of 0 or Streams 0 means no limit.
 type Limits struct {
@@ -158,6 +161,8 @@ func (l Limits) validate(key string) error {
 		switch {
 		case r.r.Rate < 0 || math.IsNaN(r.r.Rate) || math.IsInf(r.r.Rate, 0):
 			return fmt.Errorf("%s.rate: %v is not a rate (0 means no limit)", k, r.r.Rate)
+		case r.r.Rate > maxRate:
+			return fmt.Errorf("%s.rate: %v is over %v (use 0 for no limit)", k, r.r.Rate, float64(maxRate))
 		case r.r.Burst < 0:
 			return fmt.Errorf("%s.burst: %d is negative", k, r.r.Burst)
 		case r.r.Rate == 0 && r.r.Burst != 0:

@@ -25,6 +25,7 @@ func TestParse(t *testing.T) {
 		{name: "unknown top-level key", in: `{"defaults":{}}`, wantErr: `unknown field "defaults"`},
 		{name: "two objects", in: `{} {}`, wantErr: "data after the JSON object"},
 		{name: "negative rate", in: `{"default":{"produce":{"rate":-1}}}`, wantErr: "default.produce.rate: -1"},
+		{name: "huge rate", in: `{"default":{"consume":{"rate":1e300}}}`, wantErr: "default.consume.rate: 1e+300 is over"},
 		{name: "negative burst", in: `{"principals":{"alice":{"consume":{"rate":1,"burst":-2}}}}`, wantErr: `principals["alice"].consume.burst: -2 is negative`},
 		{name: "burst without rate", in: `{"default":{"requests":{"burst":5}}}`, wantErr: "default.requests.burst: set without a rate"},
 		{name: "negative streams", in: `{"default":{"streams":-1}}`, wantErr: "default.streams: -1 is negative"},

@@ -151,8 +151,8 @@ func (q *Quotas) Config() *Config {
 // Set puts cfg in force (nil: no limits). Every bucket keeps its tokens:
 // one whose limit is unchanged is untouched, one whose rate or burst
 // changed gets the new ones with the tokens it has (SetLimit, SetBurst),
-// and one that had no limit starts full. A call sees the old limits or
-// the new ones, never a mix.
+// and one that had no limit starts full. Each check sees the old limits
+// or the new ones, never a mix.
 func (q *Quotas) Set(cfg *Config) {
 	if cfg == nil {
 		cfg = &Config{}
