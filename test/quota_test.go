@@ -56,8 +56,11 @@ func TestQuotasOverTheWire(t *testing.T) {
 	if err := produceErr(root, "alice/capped", strings.Repeat("c", 200)); err == nil || !strings.Contains(err.Error(), "over its topic_bytes quota of 300") {
 		t.Errorf("over the topic's cap: got %v, want TOPIC_FULL naming the cap", err)
 	}
-	if lines := p.stderr.find("quota exceeded"); len(lines) < 2 {
-		t.Errorf("got %d \"quota exceeded\" log lines, want 2", len(lines))
+	// stderr reaches the test through a pipe: the lines may lag.
+	for deadline := time.Now().Add(reloadTimeout); len(p.stderr.find("quota exceeded")) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d \"quota exceeded\" log lines, want 2", len(p.stderr.find("quota exceeded")))
+		}
 	}
 	pollMetrics(t, p.HTTPAddr, []expectation{
 		{`logd_quota_exceeded_total{principal="alice",quota="produce_bytes"}`, eq(1)},
