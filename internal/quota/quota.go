@@ -294,10 +294,12 @@ func (q *Quotas) take(principal, topic string, kind Kind, n int, maxWait time.Du
 		}
 		now := q.now()
 		limit, burst := lim.Limit(), lim.Burst()
-		e := &Exceeded{Kind: kind, Principal: principal, Topic: topic, Limit: float64(limit), Burst: burst, Asked: int64(n)}
+		refuse := func(retry time.Duration) {
+			err = &Exceeded{Kind: kind, Principal: principal, Topic: topic, Limit: float64(limit), Burst: burst,
+				Asked: int64(n), RetryAfter: retry, OverBurst: retry == 0}
+		}
 		if n > burst {
-			e.OverBurst = true
-			err = e
+			refuse(0)
 			return
 		}
 		if lim.AllowN(now, n) {
@@ -306,8 +308,7 @@ func (q *Quotas) take(principal, topic string, kind Kind, n int, maxWait time.Du
 		// Short of tokens: the time until the missing ones come.
 		wait := time.Duration((float64(n) - lim.TokensAt(now)) / float64(limit) * float64(time.Second))
 		if wait > maxWait {
-			e.RetryAfter = max(wait, time.Nanosecond)
-			err = e
+			refuse(max(wait, time.Nanosecond))
 			return
 		}
 		r := lim.ReserveN(now, n)
