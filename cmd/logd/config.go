@@ -33,6 +33,7 @@ type config struct {
 
 	aclModel, aclPolicy string
 	auditLog            string
+	quotaFile           string
 
 	sync            string
 	syncInterval    time.Duration
@@ -85,6 +86,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.aclModel, "acl-model", "", "casbin model `file` (default: the embedded configs/model.conf)")
 	fs.StringVar(&c.aclPolicy, "acl-policy", "", "casbin policy `file` (default: the embedded configs/policy.csv)")
 	fs.StringVar(&c.auditLog, "audit-log", "", "append the audit log (denials, admin actions, reloads) as JSON lines to this `file` (created 0600), or - for stderr; empty turns it off")
+	fs.StringVar(&c.quotaFile, "quota-file", "", "per-principal and per-topic quotas, JSON `file` (see configs/quota.json); empty: no limits")
 	fs.StringVar(&c.sync, "sync", "always", "durability `policy`: always (fsync before each ack, group commit), interval, none")
 	fs.DurationVar(&c.syncInterval, "sync-interval", log.DefaultSyncInterval, "fsync period for --sync interval")
 	fs.IntVar(&c.maxRecordBytes, "max-record-bytes", log.DefaultMaxRecordBytes, "largest record value accepted, in `bytes`")
@@ -249,6 +251,7 @@ func (c *config) fields() []zap.Field {
 		zap.String("acl_model", orDefault(c.aclModel)),
 		zap.String("acl_policy", orDefault(c.aclPolicy)),
 		zap.String("audit_log", c.auditLog),
+		zap.String("quota_file", c.quotaFile),
 		zap.String("sync", c.syncPolicy.String()),
 		zap.Duration("sync_interval", c.syncInterval),
 		zap.Int("max_record_bytes", c.maxRecordBytes),

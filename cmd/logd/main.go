@@ -29,6 +29,7 @@ import (
 	"github.com/logd/logd/internal/auth"
 	"github.com/logd/logd/internal/log"
 	"github.com/logd/logd/internal/pki"
+	"github.com/logd/logd/internal/quota"
 	"github.com/logd/logd/internal/reload"
 	"github.com/logd/logd/internal/server"
 	"github.com/logd/logd/internal/telemetry"
@@ -111,6 +112,11 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
+	quotaCfg, err := quota.LoadFile(cfg.quotaFile)
+	if err != nil {
+		return usagef("--quota-file: %v", err)
+	}
+	quotas := quota.New(quotaCfg)
 
 	metrics, err := telemetry.NewMetrics(
 		telemetry.WithPrincipal(func(ctx context.Context) string { p, _ := server.Principal(ctx); return p }),
@@ -156,6 +162,9 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	if src, ok := policySource(cfg, authz); ok {
 		watcher.Add(src)
 	}
+	if cfg.quotaFile != "" {
+		watcher.Add(reload.Source{Name: "quotas", Paths: []string{cfg.quotaFile}, Load: func() error { return quotas.Reload(cfg.quotaFile) }})
+	}
 
 	logger.Info("logs opened", zap.String("data_dir", cfg.dataDir), zap.Int("topics", len(topics.Names())))
 	metrics.ObserveTopics(telemetry.TopicsSource(topics))
@@ -169,6 +178,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		Observer:       metrics,
 		Logger:         logger,
 		Audit:          audit,
+		Quotas:         quotas,
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,9 @@ var (
 	// ErrInvalidTopic is wrapped by ValidateTopic and the Topics methods,
 	// naming the rule the topic name breaks.
 	ErrInvalidTopic = errors.New("log: invalid topic name")
+	// ErrFull is wrapped by the *FullError StartAppendCapped returns for
+	// an append that would take the log over its cap.
+	ErrFull = errors.New("log: over its size cap")
 	// ErrTopicNotFound is returned by Topics.Get and Topics.Delete for a
 	// topic that does not exist.
 	ErrTopicNotFound = errors.New("log: topic not found")

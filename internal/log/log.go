@@ -221,6 +221,16 @@ func (p Pending) Wait() error {
 // leader writes every pending append with one write call. This lets one
 // caller pipeline appends, so that one write and one fsync cover many.
 func (l *Log) StartAppend(values [][]byte) (Pending, error) {
+	return l.StartAppendCapped(values, 0)
+}
+
+// StartAppendCapped is StartAppend for a log capped at maxBytes on disk
+// (store and index bytes, as Stats counts them, appends not yet written
+// included): an append that would take the log over the cap is refused,
+// with nothing written, by a *FullError (wrapping ErrFull). maxBytes 0 or
+// less means no cap. The check and the append are one step under the
+// log's lock, so concurrent appends cannot pass the cap together.
+func (l *Log) StartAppendCapped(values [][]byte, maxBytes int64) (Pending, error) {
 	if len(values) == 0 {
 		return Pending{}, ErrEmptyBatch
 	}
@@ -240,6 +250,12 @@ func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 	if err := l.failed(); err != nil {
 		l.unlockAppend()
 		return Pending{}, err
+	}
+	if maxBytes > 0 {
+		if err := l.checkCapLocked(values, maxBytes); err != nil {
+			l.unlockAppend()
+			return Pending{}, err
+		}
 	}
 	first := l.next
 	err := l.writeLocked(values)

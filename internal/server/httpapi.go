@@ -110,6 +110,9 @@ func (a *httpAPI) middleware(next http.Handler) http.Handler {
 		ctx := withCallInfo(r.Context())
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		defer func() {
+			if callInfoFrom(ctx).isQuiet() {
+				return // see quotaGuard.refuse
+			}
 			fields := []zap.Field{
 				zap.String("http.method", r.Method),
 				zap.String("http.path", r.URL.EscapedPath()),
@@ -121,10 +124,13 @@ func (a *httpAPI) middleware(next http.Handler) http.Handler {
 			for i := 0; i+1 < len(kv); i += 2 {
 				fields = append(fields, zap.Any(kv[i].(string), kv[i+1]))
 			}
+			// As for gRPC calls (callLevel): refusals, quotas and a full
+			// disk (ResourceExhausted) are warnings.
 			switch {
-			case sw.code >= 500:
+			case sw.code >= 500 && sw.code != http.StatusInsufficientStorage:
 				a.logger.Error("finished http request", fields...)
-			case sw.code == http.StatusUnauthorized || sw.code == http.StatusForbidden || sw.code == http.StatusTooManyRequests:
+			case sw.code == http.StatusUnauthorized || sw.code == http.StatusForbidden || sw.code == http.StatusTooManyRequests,
+				sw.code == http.StatusInsufficientStorage || sw.code == http.StatusRequestEntityTooLarge:
 				a.logger.Warn("finished http request", fields...)
 			default:
 				a.logger.Info("finished http request", fields...)
@@ -141,6 +147,10 @@ func (a *httpAPI) middleware(next http.Handler) http.Handler {
 		}
 		callInfoFrom(ctx).setPrincipal(principal)
 		ctx = context.WithValue(ctx, principalKey{}, principal)
+		if err := a.svc.quotas.allow(ctx, principal); err != nil {
+			a.fail(sw, err)
+			return
+		}
 		next.ServeHTTP(sw, r.WithContext(ctx))
 	})
 }
@@ -306,6 +316,12 @@ func (a *httpAPI) stream(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	release, err := a.svc.quotas.openStream(ctx, principalOf(r))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	defer release()
 	// fctx ends the follow if the grant is revoked; ctx stays the
 	// request's, so the error line below is still written.
 	fctx, revoke := context.WithCancelCause(ctx)
@@ -345,9 +361,16 @@ func (a *httpAPI) stream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// fail writes err as a JSON error.
+// fail writes err as a JSON error, with a Retry-After header (whole
+// seconds, rounded up) if the status has a RetryInfo.
 func (a *httpAPI) fail(w http.ResponseWriter, err error) {
 	code, body := httpError(err)
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			secs := (ri.GetRetryDelay().AsDuration() + time.Second - 1) / time.Second
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(max(1, secs)), 10))
+		}
+	}
 	writeJSON(w, code, body)
 }
 
@@ -389,8 +412,11 @@ func httpError(err error) (int, errorBody) {
 	case codes.OutOfRange, codes.NotFound:
 		return http.StatusNotFound, body
 	case codes.ResourceExhausted:
-		if reason == ReasonDiskFull {
+		switch reason {
+		case ReasonDiskFull, ReasonTopicFull:
 			return http.StatusInsufficientStorage, body
+		case ReasonOverBurst:
+			return http.StatusRequestEntityTooLarge, body
 		}
 		return http.StatusTooManyRequests, body
 	case codes.Unavailable, codes.FailedPrecondition:

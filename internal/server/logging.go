@@ -69,7 +69,14 @@ func loggingInterceptors(l *zap.Logger) (grpc.UnaryServerInterceptor, grpc.Strea
 		}),
 		logging.WithDisableLoggingFields(logging.ComponentFieldKey, logging.MethodTypeFieldKey),
 	}
-	zl := zapLogger(l)
+	all := zapLogger(l)
+	// A quota refusal that was not logged drops its call line too (see
+	// quotaGuard.refuse), so that a flood of them cannot flood the log.
+	zl := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, kv ...any) {
+		if !callInfoFrom(ctx).isQuiet() {
+			all.Log(ctx, lvl, msg, kv...)
+		}
+	})
 	return logging.UnaryServerInterceptor(zl, opts...), logging.StreamServerInterceptor(zl, opts...)
 }
 

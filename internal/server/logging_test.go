@@ -24,6 +24,7 @@ type recorder struct {
 	read      map[string]int
 	denied    []string // principal/action/topic
 	following map[string]int
+	quotas    []string // principal/quota/topic
 }
 
 func newRecorder() *recorder {
@@ -53,6 +54,19 @@ func (r *recorder) Following(topic string, delta int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.following[topic] += delta
+}
+
+func (r *recorder) QuotaExceeded(_ context.Context, principal, quota, topic string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.quotas = append(r.quotas, principal+"/"+quota+"/"+topic)
+}
+
+// quotaHits returns what QuotaExceeded was told, as principal/quota/topic.
+func (r *recorder) quotaHits() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.quotas...)
 }
 
 func (r *recorder) snapshot() (appended, bytes, read, following map[string]int, denied []string) {

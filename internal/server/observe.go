@@ -21,6 +21,9 @@ type Observer interface {
 	// Following reports a ConsumeStream starting (+1) or ending (-1) its
 	// wait at the tail of a topic.
 	Following(topic string, delta int)
+	// QuotaExceeded reports a call of principal refused by a quota (see
+	// package quota for the kinds); topic is "" if the call named none yet.
+	QuotaExceeded(ctx context.Context, principal, quota, topic string)
 }
 
 type nopObserver struct{}
@@ -29,6 +32,7 @@ func (nopObserver) Appended(context.Context, string, int, int, time.Duration) {}
 func (nopObserver) Read(context.Context, string, int, int)                    {}
 func (nopObserver) Denied(context.Context, string, string, string)            {}
 func (nopObserver) Following(string, int)                                     {}
+func (nopObserver) QuotaExceeded(context.Context, string, string, string)     {}
 
 // callInfo gathers what a call learns on its way (the principal, the
 // topic, the offsets it touched) for its log line. The logging
@@ -41,6 +45,9 @@ type callInfo struct {
 	first     uint64 // first offset touched, if records > 0
 	last      uint64 // last offset touched, if records > 0
 	records   int
+	// quiet drops the call's log line: a quota refusal that was not
+	// logged either (see quotaGuard.refuse).
+	quiet bool
 }
 
 type callInfoKey struct{}
@@ -70,6 +77,26 @@ func (ci *callInfo) setTopic(t string) {
 	ci.mu.Lock()
 	ci.topic = t
 	ci.mu.Unlock()
+}
+
+// setQuiet drops the call's log line.
+func (ci *callInfo) setQuiet() {
+	if ci == nil {
+		return
+	}
+	ci.mu.Lock()
+	ci.quiet = true
+	ci.mu.Unlock()
+}
+
+// isQuiet says whether the call's log line is dropped.
+func (ci *callInfo) isQuiet() bool {
+	if ci == nil {
+		return false
+	}
+	ci.mu.Lock()
+	defer ci.mu.Unlock()
+	return ci.quiet
 }
 
 // touched records that the call produced or consumed offset off.

@@ -18,6 +18,7 @@ import (
 
 	logv1 "github.com/logd/logd/api/v1"
 	"github.com/logd/logd/internal/log"
+	"github.com/logd/logd/internal/quota"
 )
 
 // Config wires a Server.
@@ -41,6 +42,9 @@ type Config struct {
 	// Audit, if set, gets the audit log: denied authorizations and admin
 	// actions (see auditor).
 	Audit *zap.Logger
+	// Quotas, if set, limits each principal and topic (see quotaGuard);
+	// reload it with its Set.
+	Quotas *quota.Quotas
 }
 
 // requestSlack is what a request may carry beyond its record's value: the
@@ -84,6 +88,7 @@ func New(cfg Config) (*Server, error) {
 	tails := newTailCounter(cfg.Observer)
 	cfg.Observer = tails
 	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer, audit: auditor{cfg.Audit}}
+	qg := &quotaGuard{q: cfg.Quotas, obs: cfg.Observer, logger: cfg.Logger}
 	logUnary, logStream := loggingInterceptors(cfg.Logger)
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
@@ -91,14 +96,14 @@ func New(cfg Config) (*Server, error) {
 		// before the interceptors run, so log lines carry its trace id.
 		grpc.StatsHandler(&ocgrpc.ServerHandler{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
-		grpc.ChainUnaryInterceptor(callInfoUnary, logUnary, g.unary),
-		grpc.ChainStreamInterceptor(callInfoStream, logStream, g.stream),
+		grpc.ChainUnaryInterceptor(callInfoUnary, logUnary, qg.unary, g.unary),
+		grpc.ChainStreamInterceptor(callInfoStream, logStream, qg.stream, g.stream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	gs := grpc.NewServer(opts...)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	svc := &service{topics: cfg.Topics, window: cfg.StreamWindow, obs: cfg.Observer, shutdown: ctx}
+	svc := &service{topics: cfg.Topics, window: cfg.StreamWindow, obs: cfg.Observer, quotas: qg, shutdown: ctx}
 	logv1.RegisterLogServer(gs, svc)
 	logv1.RegisterAdminServer(gs, &adminService{topics: cfg.Topics, guard: g, tails: tails})
 	hs := health.NewServer()

@@ -13,6 +13,7 @@ import (
 
 	logv1 "github.com/logd/logd/api/v1"
 	"github.com/logd/logd/internal/log"
+	"github.com/logd/logd/internal/quota"
 )
 
 // Topics is the storage the services need: a topic's log, created on
@@ -40,6 +41,7 @@ type service struct {
 	topics Topics
 	window int
 	obs    Observer
+	quotas *quotaGuard
 	// shutdown ends when the server shuts down: streams waiting for new
 	// records then end with Unavailable.
 	shutdown context.Context
@@ -76,6 +78,13 @@ func (s *service) produce(ctx context.Context, topicName string, values [][]byte
 	if err != nil {
 		return 0, toStatus(err, topic, nil)
 	}
+	// A topic at its cap refuses the call before it takes tokens.
+	if err := l.CheckCap(values, s.quotas.topicCap(topic)); err != nil {
+		return 0, toStatus(s.quotas.topicFull(ctx, topic, err), topic, l)
+	}
+	if err := s.quotas.take(ctx, topic, quota.ProduceBytes, valueBytes(values)); err != nil {
+		return 0, err
+	}
 	p, err := s.startAppend(ctx, l, topic, values)
 	if err != nil {
 		return 0, err
@@ -95,23 +104,29 @@ type pending struct {
 	start   time.Time
 }
 
-// startAppend writes values to l under a span, and returns the append to
-// acknowledge once ack says so.
+// startAppend writes values to l under a span, unless they would take
+// the topic over its quota, and returns the append to acknowledge once
+// ack says so.
 func (s *service) startAppend(ctx context.Context, l *log.Log, topic string, values [][]byte) (pending, error) {
 	start := time.Now()
 	_, span := trace.StartSpan(ctx, "log.append")
 	defer span.End()
-	p, err := l.StartAppend(values)
+	p, err := l.StartAppendCapped(values, s.quotas.topicCap(topic))
 	if err != nil {
 		span.SetStatus(trace.Status{Code: trace.StatusCodeInternal, Message: err.Error()})
-		return pending{}, toStatus(err, topic, l)
+		return pending{}, toStatus(s.quotas.topicFull(ctx, topic, err), topic, l)
 	}
 	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(p.First)), trace.Int64Attribute("records", int64(len(values))))
+	return pending{Pending: p, topic: topic, records: len(values), bytes: valueBytes(values), start: start}, nil
+}
+
+// valueBytes returns the bytes of values, as the byte quotas count them.
+func valueBytes(values [][]byte) int {
 	n := 0
 	for _, v := range values {
 		n += len(v)
 	}
-	return pending{Pending: p, topic: topic, records: len(values), bytes: n, start: start}, nil
+	return n
 }
 
 // ack waits, under a span, until the append meets the sync policy, and
@@ -164,6 +179,9 @@ func (s *service) read(ctx context.Context, topicName string, off uint64) (log.R
 	span.End()
 	if err != nil {
 		return log.Record{}, toStatus(err, topic, l)
+	}
+	if err := s.quotas.take(ctx, topic, quota.ConsumeBytes, len(rec.Value)); err != nil {
+		return log.Record{}, err
 	}
 	callInfoFrom(ctx).touched(rec.Offset)
 	s.obs.Read(ctx, topic, 1, len(rec.Value))
@@ -218,6 +236,9 @@ func (s *service) follow(ctx context.Context, topicName string, from uint64, wai
 		}
 		if err != nil {
 			return toStatus(err, topic, l)
+		}
+		if err := s.quotas.wait(ctx, topic, quota.ConsumeBytes, len(rec.Value)); err != nil {
+			return err
 		}
 		if err := send(rec); err != nil {
 			return err
@@ -321,7 +342,14 @@ func (s *service) receive(ctx context.Context, stream logv1.Log_ProduceStreamSer
 		return ack{err: toStatus(err, topic, nil)}
 	}
 	callInfoFrom(ctx).setTopic(topic)
-	p, err := s.startAppend(ctx, l, topic, [][]byte{req.GetRecord().GetValue()})
+	values := [][]byte{req.GetRecord().GetValue()}
+	if err := l.CheckCap(values, s.quotas.topicCap(topic)); err != nil {
+		return ack{err: toStatus(s.quotas.topicFull(ctx, topic, err), topic, l)}
+	}
+	if err := s.quotas.wait(ctx, topic, quota.ProduceBytes, valueBytes(values)); err != nil {
+		return ack{err: err}
+	}
+	p, err := s.startAppend(ctx, l, topic, values)
 	if err != nil {
 		return ack{err: err}
 	}

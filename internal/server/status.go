@@ -10,9 +10,12 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/logd/logd/internal/auth"
 	"github.com/logd/logd/internal/log"
+	"github.com/logd/logd/internal/quota"
 )
 
 // ErrorDomain is the domain of the ErrorInfo details logd sends.
@@ -28,6 +31,12 @@ const (
 	ReasonTopicDeleted     = "TOPIC_DELETED" // deleted while the call ran
 	ReasonPermissionDenied = "PERMISSION_DENIED"
 	ReasonDiskFull         = "DISK_FULL"
+	// Quotas (see package quota): over a rate or the streams cap (retry
+	// after the RetryInfo delay, if any); a request larger than a bucket
+	// (it can never pass); a topic at its cap on bytes on disk.
+	ReasonQuotaExceeded = "QUOTA_EXCEEDED"
+	ReasonOverBurst     = "QUOTA_BURST_EXCEEDED"
+	ReasonTopicFull     = "TOPIC_FULL"
 )
 
 // offsetRange is what a client needs to recover from an offset error.
@@ -66,7 +75,10 @@ func toStatus(err error, topic string, l offsetRange) error {
 		}
 		return st.Err()
 	}
+	var qe *quota.Exceeded
 	switch {
+	case errors.As(err, &qe):
+		return quotaStatus(qe)
 	case errors.Is(err, log.ErrOffsetOutOfRange), errors.Is(err, log.ErrOffsetCompacted):
 		md := map[string]string{}
 		var msg string
@@ -113,4 +125,41 @@ func toStatus(err error, topic string, l offsetRange) error {
 		return status.FromContextError(err).Err()
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// quotaStatus is a quota refusal as a status: ResourceExhausted with an
+// ErrorInfo (reason, and metadata quota, principal, topic, limit, burst,
+// retry_after_ms), a QuotaFailure naming the quota, and a RetryInfo when
+// waiting makes the call pass.
+func quotaStatus(e *quota.Exceeded) error {
+	reason, subject := ReasonQuotaExceeded, "principal:"+e.Principal
+	switch {
+	case e.Kind == quota.TopicBytes:
+		reason, subject = ReasonTopicFull, "topic:"+e.Topic
+	case e.OverBurst:
+		reason = ReasonOverBurst
+	}
+	md := map[string]string{"quota": string(e.Kind), "limit": strconv.FormatFloat(e.Limit, 'g', -1, 64)}
+	if e.Principal != "" {
+		md["principal"] = e.Principal
+	}
+	if e.Topic != "" {
+		md["topic"] = e.Topic
+	}
+	if e.Burst > 0 {
+		md["burst"] = strconv.Itoa(e.Burst)
+	}
+	details := []protoadapt.MessageV1{
+		&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: md},
+		&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: subject, Description: e.Error()}}},
+	}
+	if e.RetryAfter > 0 {
+		md["retry_after_ms"] = strconv.FormatInt(max(1, e.RetryAfter.Milliseconds()), 10)
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)})
+	}
+	st, err := status.New(codes.ResourceExhausted, e.Error()).WithDetails(details...)
+	if err != nil {
+		return status.Error(codes.ResourceExhausted, e.Error())
+	}
+	return st.Err()
 }

@@ -26,6 +26,7 @@
 //	logd_fsync_batch_records{topic}                 histogram  records made durable by one fsync
 //	logd_authz_denials_total{principal,action}      counter  calls refused by the ACL
 //	logd_config_reloads_total{source,result}        counter  reloads of live configuration files (result ok or error)
+//	logd_quota_exceeded_total{principal,quota}      counter  calls refused by a quota (package quota's kinds)
 //	logd_topic_segments{topic}                      gauge    segments on disk
 //	logd_topic_size_bytes{topic}                    gauge    store and index bytes on disk
 //	logd_topic_lowest_offset{topic}                 gauge    offset of the oldest record kept
@@ -42,7 +43,7 @@
 // Counters and histograms appear once something was recorded for them;
 // gauges at each scrape. The topic gauges need [Metrics.ObserveTopics].
 //
-// Denials are not labeled by topic: an unauthorized client could
+// Denials and quota refusals are not labeled by topic: a client could
 // otherwise create any number of series by naming topics. The topic is
 // recorded as an annotation on the call's span instead. Label values are
 // made printable ASCII of at most 255 bytes, as OpenCensus requires.

@@ -27,6 +27,7 @@ var (
 	keyTopic     = tag.MustNewKey("topic")
 	keyPrincipal = tag.MustNewKey("principal")
 	keyAction    = tag.MustNewKey("action")
+	keyQuota     = tag.MustNewKey("quota")
 )
 
 // Measures: what the server and storage record.
@@ -39,6 +40,7 @@ var (
 	mFsyncLatency    = stats.Float64("logd/fsync_latency", "Time one fsync of a topic's active segment took", stats.UnitMilliseconds)
 	mFsyncRecords    = stats.Int64("logd/fsync_records", "Records made durable by one fsync", stats.UnitDimensionless)
 	mDenials         = stats.Int64("logd/authz_denials", "Calls refused by the ACL", stats.UnitDimensionless)
+	mQuotaExceeded   = stats.Int64("logd/quota_exceeded", "Calls refused by a quota", stats.UnitDimensionless)
 )
 
 // Bucket bounds. OpenCensus buckets are [lower, upper).
@@ -58,6 +60,7 @@ const (
 	ViewFsyncLatency    = "logd/fsync_latency_milliseconds"
 	ViewFsyncBatch      = "logd/fsync_batch_records"
 	ViewAuthzDenials    = "logd/authz_denials_total"
+	ViewQuotaExceeded   = "logd/quota_exceeded_total"
 )
 
 // Views: how measures are aggregated and exported.
@@ -118,6 +121,13 @@ var (
 		TagKeys:     []tag.Key{keyPrincipal, keyAction},
 		Aggregation: view.Count(),
 	}
+	viewQuotaExceeded = &view.View{
+		Name:        ViewQuotaExceeded,
+		Description: "Calls refused by a quota",
+		Measure:     mQuotaExceeded,
+		TagKeys:     []tag.Key{keyPrincipal, keyQuota},
+		Aggregation: view.Count(),
+	}
 )
 
 // views returns every view NewMetrics registers: logd's and ocgrpc's
@@ -127,6 +137,7 @@ func views() []*view.View {
 		viewRecordsAppended, viewBytesAppended, viewRecordsRead, viewBytesRead,
 		viewAppendLatency, viewFsyncLatency, viewFsyncBatch, viewAuthzDenials,
 		viewConfigReloads,
+		viewQuotaExceeded,
 	}
 	return append(v, ocgrpc.DefaultServerViews...)
 }
@@ -274,6 +285,28 @@ func (m *Metrics) Denied(ctx context.Context, principal, topic, action string) {
 	_ = stats.RecordWithTags(ctx,
 		[]tag.Mutator{tag.Upsert(keyPrincipal, tagValue(principal)), tag.Upsert(keyAction, tagValue(action))},
 		mDenials.M(1))
+}
+
+// QuotaExceeded records a call by principal refused by quota (its kind,
+// see package quota). The topic, like a denial's, is not a label but an
+// annotation on ctx's span.
+func (m *Metrics) QuotaExceeded(ctx context.Context, principal, quota, topic string) {
+	if m == nil {
+		return
+	}
+	if span := trace.FromContext(ctx); span != nil && span.IsRecordingEvents() {
+		attrs := []trace.Attribute{trace.StringAttribute("principal", principal), trace.StringAttribute("quota", quota)}
+		if topic != "" {
+			attrs = append(attrs, trace.StringAttribute("topic", topic))
+		}
+		span.Annotate(attrs, "quota exceeded")
+	}
+	if principal == "" {
+		principal = "unknown"
+	}
+	_ = stats.RecordWithTags(ctx,
+		[]tag.Mutator{tag.Upsert(keyPrincipal, tagValue(principal)), tag.Upsert(keyQuota, tagValue(quota))},
+		mQuotaExceeded.M(1))
 }
 
 // Following adds delta to the open tail consumers of topic: +1 when a

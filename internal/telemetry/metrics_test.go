@@ -117,13 +117,20 @@ func TestSynced(t *testing.T) {
 	}
 }
 
-func TestDenied(t *testing.T) {
+// refusalSetup is the start of the tests of refusals: Metrics, spans
+// always sampled and recorded, a principal of the test's own (so that
+// earlier runs' rows don't count) and a call's span.
+func refusalSetup(t *testing.T) (*Metrics, *spanRecorder, string, context.Context, *trace.Span) {
+	t.Helper()
 	m := newMetrics(t)
 	alwaysSample(t)
 	spans := recordSpans(t)
-	principal := uniqueTopic(t) // unique, so earlier runs' rows don't count
-
 	ctx, span := trace.StartSpan(context.Background(), "call")
+	return m, spans, uniqueTopic(t), ctx, span
+}
+
+func TestDenied(t *testing.T) {
+	m, spans, principal, ctx, span := refusalSetup(t)
 	m.Denied(ctx, principal, "secret/topic", "produce")
 	span.End()
 	m.Denied(context.Background(), principal, "other", "produce")
@@ -136,20 +143,53 @@ func TestDenied(t *testing.T) {
 		}
 	}
 
-	var found bool
+	if !annotated(spans, span, "permission denied", map[string]any{"topic": "secret/topic", "principal": principal, "action": "produce"}) {
+		t.Errorf("no permission denied annotation on the span")
+	}
+}
+
+// annotated says whether span was exported with an annotation msg that
+// has attrs.
+func annotated(spans *spanRecorder, span *trace.Span, msg string, attrs map[string]any) bool {
 	for _, s := range spans.get() {
 		if s.SpanID != span.SpanContext().SpanID {
 			continue
 		}
+	annotations:
 		for _, a := range s.Annotations {
-			if a.Message == "permission denied" && a.Attributes["topic"] == "secret/topic" &&
-				a.Attributes["principal"] == principal && a.Attributes["action"] == "produce" {
-				found = true
+			if a.Message != msg {
+				continue
 			}
+			for k, v := range attrs {
+				if a.Attributes[k] != v {
+					continue annotations
+				}
+			}
+			return true
 		}
 	}
-	if !found {
-		t.Errorf("no permission denied annotation on the span")
+	return false
+}
+
+func TestQuotaExceeded(t *testing.T) {
+	m, spans, principal, ctx, span := refusalSetup(t)
+	m.QuotaExceeded(ctx, principal, "produce_bytes", "alice/x")
+	span.End()
+	m.QuotaExceeded(context.Background(), principal, "produce_bytes", "alice/y")
+	m.QuotaExceeded(context.Background(), principal, "streams", "")
+	m.QuotaExceeded(context.Background(), "", "requests", "")
+
+	for _, c := range []struct {
+		principal, quota string
+		want             int64
+	}{{principal, "produce_bytes", 2}, {principal, "streams", 1}, {"unknown", "requests", 1}} {
+		r := mustRow(t, ViewQuotaExceeded, map[string]string{"principal": c.principal, "quota": c.quota})
+		if got := r.Data.(*view.CountData).Value; got < c.want || (c.principal == principal && got != c.want) {
+			t.Errorf("quota exceeded %s/%s = %d, want %d", c.principal, c.quota, got, c.want)
+		}
+	}
+	if !annotated(spans, span, "quota exceeded", map[string]any{"topic": "alice/x", "principal": principal, "quota": "produce_bytes"}) {
+		t.Errorf("no quota exceeded annotation on the span")
 	}
 }
 
@@ -170,6 +210,7 @@ func TestNilMetrics(t *testing.T) {
 	m.Appended(ctx, "t", 1, 1, time.Millisecond)
 	m.Read(ctx, "t", 1, 1)
 	m.Denied(ctx, "p", "t", "produce")
+	m.QuotaExceeded(ctx, "p", "streams", "")
 	m.Following("t", 1)
 	m.Synced("t", time.Millisecond, 1)
 	m.ObserveTopics(nil)
