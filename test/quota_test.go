@@ -15,8 +15,6 @@ import (
 	logv1 "github.com/logd/logd/api/v1"
 )
 
-// reloadTimeout bounds the wait for logd to report a reload.
-const reloadTimeout = 20 * time.Second
 
 // TestQuotasOverTheWire runs logd with --quota-file: alice over her
 // produce rate gets ResourceExhausted with a retry delay while bob is
