@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -25,7 +26,9 @@ const (
 // offset after the last record delivered to fn, so no record is lost or
 // repeated. It returns when ctx ends (ctx.Err()), when fn returns an error
 // (that error), or on a non-retryable status (PermissionDenied,
-// InvalidArgument, NotFound, OutOfRange for an offset below the lowest...).
+// InvalidArgument, NotFound, OutOfRange for an offset below the lowest,
+// ResourceExhausted without a RetryInfo...). A quota refusal with a
+// RetryInfo is retried after the delay it names.
 func (c *Client) Follow(ctx context.Context, topic string, from uint64, fn func(*logv1.Record) error) error {
 	next := from
 	backoff := followMinBackoff
@@ -44,13 +47,14 @@ func (c *Client) Follow(ctx context.Context, topic string, from uint64, fn func(
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !retryable(err) {
+		wait, ok := retryAfter(err)
+		if !ok {
 			return err
 		}
 		if delivered {
 			backoff = followMinBackoff
 		}
-		t := time.NewTimer(backoff)
+		t := time.NewTimer(max(backoff, wait))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -91,20 +95,29 @@ func (c *Client) followOnce(ctx context.Context, topic string, from uint64, fn f
 	}
 }
 
-// retryable says whether a broken ConsumeStream is worth reconnecting:
-// the server went away or is restarting, or the stream ended without a
-// status (io.EOF, which a tail-following stream never does on its own).
-func retryable(err error) bool {
+// retryAfter says whether a broken ConsumeStream is worth reconnecting,
+// and the least wait the server asked for: the server went away or is
+// restarting, the stream ended without a status (io.EOF, which a
+// tail-following stream never does on its own), or a quota refused it
+// for now (ResourceExhausted with a RetryInfo; without one, waiting does
+// not help, as for a record larger than the consume burst).
+func retryAfter(err error) (time.Duration, bool) {
 	if errors.Is(err, io.EOF) {
-		return true
+		return 0, true
 	}
 	st, ok := status.FromError(err)
 	if !ok {
-		return false
+		return 0, false
 	}
 	switch st.Code() {
-	case codes.Unavailable, codes.Aborted, codes.ResourceExhausted:
-		return true
+	case codes.Unavailable, codes.Aborted:
+		return 0, true
+	case codes.ResourceExhausted:
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok {
+				return ri.GetRetryDelay().AsDuration(), true
+			}
+		}
 	}
-	return false
+	return 0, false
 }

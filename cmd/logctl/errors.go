@@ -165,9 +165,8 @@ func (a *app) connectFailure(msg string) error {
 		}
 	case strings.Contains(l, "remote error: tls:"):
 		return connectError{
-			msg: fmt.Sprintf("logd at %s rejected the client certificate %s: %s", a.addr, a.certFile, d),
-			hint: "the client certificate must be signed by the CA logd trusts; " + a.certHint() +
-				", or remake all certificates with 'make gencert'",
+			msg:  fmt.Sprintf("logd at %s rejected the client certificate %s: %s", a.addr, a.certFile, d),
+			hint: a.rejectedHint(),
 		}
 	case strings.Contains(l, "broken pipe") || strings.Contains(l, "connection reset") ||
 		strings.Contains(l, "server preface") || strings.HasSuffix(l, "eof"):
@@ -175,9 +174,8 @@ func (a *app) connectFailure(msg string) error {
 		// 1.3 that is how a rejected client certificate can look, when
 		// the client writes before it reads the server's alert.
 		return connectError{
-			msg: fmt.Sprintf("logd at %s closed the connection while it was set up (%s); it may have rejected the client certificate %s", a.addr, d, a.certFile),
-			hint: "the client certificate must be signed by the CA logd trusts; " + a.certHint() +
-				", or remake all certificates with 'make gencert'",
+			msg:  fmt.Sprintf("logd at %s closed the connection while it was set up (%s); it may have rejected the client certificate %s", a.addr, d, a.certFile),
+			hint: a.rejectedHint(),
 		}
 	case strings.Contains(l, "tls:") || strings.Contains(l, "handshake"):
 		return connectError{
@@ -263,8 +261,15 @@ func actionPhrase(action string) string {
 
 // trimPkg removes the Go package prefix ("log: ", "auth: ") of a server
 // message.
+// rejectedHint is the advice when logd refused the client certificate at
+// the handshake.
+func (a *app) rejectedHint() string {
+	return "the client certificate must be signed by the CA logd trusts and not revoked (logd's --tls-crl); " +
+		a.certHint() + ", or remake all certificates with 'make gencert'"
+}
+
 func trimPkg(msg string) string {
-	for _, p := range []string{"log: ", "auth: ", "server: "} {
+	for _, p := range []string{"log: ", "auth: ", "server: ", "quota: "} {
 		msg = strings.TrimPrefix(msg, p)
 	}
 	return msg
