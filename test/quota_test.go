@@ -15,7 +15,6 @@ import (
 	logv1 "github.com/logd/logd/api/v1"
 )
 
-
 // TestQuotasOverTheWire runs logd with --quota-file: alice over her
 // produce rate gets ResourceExhausted with a retry delay while bob is
 // unaffected, the refusals are logged and counted, and rewriting the file
