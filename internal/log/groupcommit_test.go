@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Tests of group commit with SyncAlways: appends waiting for an fsync
@@ -80,11 +81,22 @@ func gcStoreSize(t *testing.T, l *Log) (file, indexed int64) {
 // the gate opens.
 func gcHoldFsync(t *testing.T, l *Log, fsys *gcFS, waiters int) (leader chan error, results []chan error) {
 	t.Helper()
+	leader = gcHoldLeader(t, l, fsys)
+	results = gcStartWaiters(l, waiters)
+	ftEventually(t, "every waiter to frame its record", func() bool { return ftWritten(l) == uint64(2+waiters) })
+	return leader, results
+}
+
+// gcHoldLeader appends record 0, then record 1 from a goroutine, whose
+// fsync it holds at the gate. It returns record 1's result, ready once the
+// gate opens.
+func gcHoldLeader(t *testing.T, l *Log, fsys *gcFS) chan error {
+	t.Helper()
 	if off, err := l.Append([]byte("record 0")); err != nil || off != 0 {
 		t.Fatalf("Append = (%d, %v), want (0, nil)", off, err)
 	}
 	fsys.gate.armed.Store(true)
-	leader = make(chan error, 1)
+	leader := make(chan error, 1)
 	go func() {
 		off, err := l.Append([]byte("record 1"))
 		if err == nil && off != 1 {
@@ -93,7 +105,13 @@ func gcHoldFsync(t *testing.T, l *Log, fsys *gcFS, waiters int) (leader chan err
 		leader <- err
 	}()
 	fsys.gate.waitEntered(t)
-	for i := range waiters {
+	return leader
+}
+
+// gcStartWaiters starts n appends of "waiter i" and returns their results.
+func gcStartWaiters(l *Log, n int) []chan error {
+	var results []chan error
+	for i := range n {
 		ch := make(chan error, 1)
 		results = append(results, ch)
 		go func() {
@@ -101,8 +119,7 @@ func gcHoldFsync(t *testing.T, l *Log, fsys *gcFS, waiters int) (leader chan err
 			ch <- err
 		}()
 	}
-	ftEventually(t, "every waiter to frame its record", func() bool { return ftWritten(l) == uint64(2+waiters) })
-	return leader, results
+	return results
 }
 
 // TestLogGroupCommitOneWrite checks that appends waiting for an fsync
@@ -330,8 +347,11 @@ func TestLogWritesPerAppend(t *testing.T) {
 }
 
 // TestLogGroupCommitRollOver lets waiting appends fill several tiny
-// segments while an fsync is held: each roll-over writes what is pending
-// first, so segments stay within their limits and every record is kept.
+// segments while an fsync is held. A roll-over fsyncs the store, which
+// must not run while another fsync of it does (an fsync error is reported
+// to one of them only): the first append that needs one waits for the
+// held fsync. Then each roll-over writes what is pending first, so
+// segments stay within their limits and every record is kept.
 func TestLogGroupCommitRollOver(t *testing.T) {
 	const waiters = 10
 	fsys := &gcFS{gate: newFtGate(t)}
@@ -341,7 +361,15 @@ func TestLogGroupCommitRollOver(t *testing.T) {
 		c.FS = fsys
 	})
 	l := ftOpen(t, cfg)
-	leader, results := gcHoldFsync(t, l, fsys, waiters)
+	leader := gcHoldLeader(t, l, fsys)
+	writes, syncs := fsys.writes.Load(), fsys.syncs.Load()
+	results := gcStartWaiters(l, waiters)
+	// A roll-over writes what is pending before it fsyncs.
+	ftEventually(t, "a roll-over to write the pending records", func() bool { return fsys.writes.Load() > writes })
+	time.Sleep(20 * time.Millisecond) // let the roll-over fsync, if it can
+	if got := fsys.syncs.Load() - syncs; got != 0 {
+		t.Fatalf("%d fsyncs ran while one was held, want none", got)
+	}
 	fsys.gate.open()
 	if err := <-leader; err != nil {
 		t.Fatalf("leader: %v", err)
@@ -377,7 +405,8 @@ func TestLogGroupCommitRollOver(t *testing.T) {
 }
 
 // TestLogGroupCommitClose closes the log while appends wait for a held
-// fsync: Close writes and fsyncs them, and they are acknowledged.
+// fsync: Close waits for it (two fsyncs of a file must not run at once),
+// then writes and fsyncs the waiting appends, and they are acknowledged.
 func TestLogGroupCommitClose(t *testing.T) {
 	const waiters = 8
 	fsys := &gcFS{gate: newFtGate(t)}
@@ -392,14 +421,19 @@ func TestLogGroupCommitClose(t *testing.T) {
 	leader, results := gcHoldFsync(t, l, fsys, waiters)
 	closed := make(chan error, 1)
 	go func() { closed <- l.Close() }()
-	for i, ch := range results {
-		if err := <-ch; err != nil {
-			t.Fatalf("waiter %d: %v", i, err)
-		}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while an fsync was held", err)
+	case <-time.After(20 * time.Millisecond):
 	}
 	fsys.gate.open()
 	if err := <-leader; err != nil {
 		t.Fatalf("leader: %v", err)
+	}
+	for i, ch := range results {
+		if err := <-ch; err != nil {
+			t.Fatalf("waiter %d: %v", i, err)
+		}
 	}
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)

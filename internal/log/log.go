@@ -45,6 +45,9 @@ type Log struct {
 	// The fields below are guarded by syncMu.
 	syncing bool   // a goroutine is in fsync on everyone's behalf
 	durable uint64 // offsets below it are on stable storage
+	// inSync is set while that goroutine's fsync of the active store runs:
+	// no other fsync of the store may run then (see awaitFsyncLocked).
+	inSync bool
 
 	// With SyncAlways, entered counts appends begun and wrote those that
 	// have released mu, for an fsync leader to wait for; see awaitWriters.
@@ -313,6 +316,13 @@ func (l *Log) writeLocked(values [][]byte) error {
 				return err
 			}
 			if err := l.rollLocked(); err != nil {
+				if errors.Is(err, ErrFailed) {
+					return err
+				}
+				// s stays active, its store fsynced: undo this batch's
+				// records in it; those before them are durable.
+				err = l.undo(s, min(startN, s.n), min(startSize, s.size), err)
+				l.markDurable(s.next())
 				return err
 			}
 			s = l.active()
@@ -385,7 +395,7 @@ func (l *Log) undo(s *segment, n int, size int64, err error) error {
 	s.n = n
 	s.size = size
 	if terr := s.store.Truncate(size); terr != nil {
-		err = l.fail(fmt.Errorf("%v; undo: %w", err, terr))
+		err = l.fail(fmt.Errorf("%w; undo: %w", err, terr))
 	}
 	if g := l.pend.group; g != nil {
 		g.err.Store(&err)
@@ -397,22 +407,54 @@ func (l *Log) undo(s *segment, n int, size int64, err error) error {
 
 // rollLocked seals the active segment and starts a new one at l.next.
 // Lock must be held, and nothing pending (see flushLocked).
+//
+// A failed fsync fails the log. A failed write (of the index, or the next
+// segment's store: a full disk) is returned as it is, with the active
+// segment still active and unsealed, its store fsynced, for the caller to
+// undo its append; the next append that needs the roll-over tries again.
 func (l *Log) rollLocked() error {
 	s := l.active()
-	if err := s.seal(l.fs); err != nil {
-		return l.fail(fmt.Errorf("seal segment %d: %w", s.base, err))
+	if err := l.awaitFsyncLocked(); err != nil {
+		return err
 	}
-	l.markDurable(s.next())
+	if err := s.store.Sync(); err != nil {
+		return l.fail(fmt.Errorf("seal segment %d: fsync: %w", s.base, err))
+	}
+	if err := s.writeIndex(l.fs); err != nil {
+		if errors.As(err, new(fsyncError)) {
+			return l.fail(fmt.Errorf("seal segment %d: %w", s.base, err))
+		}
+		return fmt.Errorf("log: seal segment %d: %w", s.base, err)
+	}
 	ns, err := createSegment(l.fs, l.cfg.Dir, s.next())
 	if err != nil {
-		return l.fail(fmt.Errorf("create segment %d: %w", s.next(), err))
+		return fmt.Errorf("log: create segment %d: %w", s.next(), err)
 	}
 	l.segments = append(l.segments, ns)
 	if err := l.fs.SyncDir(l.cfg.Dir); err != nil {
 		return l.fail(fmt.Errorf("sync dir: %w", err))
 	}
+	l.markDurable(s.next())
+	// The mapping only saves memory: without it the index stays in memory.
+	if err := s.mapIndex(l.fs); err != nil {
+		l.logger.Warn("map sealed index: keeping it in memory", zap.Uint64("base", s.base), zap.Error(err))
+	}
 	l.enforceRetentionLocked()
 	return nil
+}
+
+// awaitFsyncLocked waits until no fsync of the active store is in flight
+// (see syncActive), so that the caller's fsync of it is the only one, and
+// returns the log's failure if that fsync failed. An fsync error is
+// reported to one of two concurrent fsyncs of a file only: the other's
+// success would not mean that the data is on disk. Lock must be held.
+func (l *Log) awaitFsyncLocked() error {
+	l.syncMu.Lock()
+	for l.inSync {
+		l.syncCond.Wait()
+	}
+	l.syncMu.Unlock()
+	return l.failed()
 }
 
 // fail puts the log in its failed state, if it is not already, and
@@ -432,12 +474,17 @@ func (l *Log) failed() error {
 	return nil
 }
 
-// Sync fsyncs everything appended so far.
+// Sync fsyncs everything appended so far. On a failed log it returns the
+// failure (see ErrFailed), whatever is durable.
 func (l *Log) Sync() error {
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
 		return l.closedErr()
+	}
+	if err := l.failed(); err != nil {
+		l.mu.RUnlock()
+		return err
 	}
 	end := l.next
 	l.mu.RUnlock()
@@ -447,10 +494,12 @@ func (l *Log) Sync() error {
 // syncTo returns once every offset below end is durable, or g (which may
 // be nil) failed. The first caller to find no fsync in flight runs one for
 // everyone (group commit); the others wait for it and, if it did not cover
-// them, run the next one.
+// them, run the next one. If an fsync fails, the log fails: only appends
+// that earlier fsyncs covered succeed.
 func (l *Log) syncTo(end uint64, g *writeGroup) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
+	var closed error
 	for {
 		// Read the durable end before g: see writeGroup.
 		durable := l.durable
@@ -463,6 +512,9 @@ func (l *Log) syncTo(end uint64, g *writeGroup) error {
 		if err := l.failed(); err != nil {
 			return err
 		}
+		if closed != nil {
+			return closed
+		}
 		if l.syncing {
 			l.syncCond.Wait()
 			continue
@@ -474,29 +526,23 @@ func (l *Log) syncTo(end uint64, g *writeGroup) error {
 		target, err := l.syncActive()
 		d := time.Since(start)
 		l.syncMu.Lock()
-		l.syncing = false
-		var ret error
+		l.syncing, l.inSync = false, false
 		switch {
 		case err == nil:
 			if l.cfg.OnSync != nil {
 				l.cfg.OnSync(l.cfg.Name, d, target-min(target, l.durable))
 			}
 			l.advanceDurableLocked(target)
-		case l.durable >= target:
-			// A roll-over or Close made target durable while this fsync
-			// ran on a file that was then closed.
 		case errors.Is(err, ErrClosed):
-			ret = err
+			// Close made durable what it could.
+			closed = err
 		default:
 			// Fail before waking the others: a second fsync could
 			// succeed after the kernel dropped the dirty pages, and must
 			// never be taken as covering them.
-			ret = l.fail(err)
+			l.fail(err)
 		}
 		l.syncCond.Broadcast()
-		if ret != nil {
-			return ret
-		}
 	}
 }
 
@@ -539,6 +585,12 @@ func (l *Log) syncActive() (uint64, error) {
 		l.mu.Unlock()
 		return 0, l.closedErr()
 	}
+	if err := l.failed(); err != nil {
+		// A roll-over's fsync failed since this leader looked: an fsync
+		// now could succeed without the data being on disk.
+		l.mu.Unlock()
+		return 0, err
+	}
 	if err := l.flushLocked(); err != nil {
 		s := l.active()
 		if err := l.undo(s, s.n, s.size, err); errors.Is(err, ErrFailed) {
@@ -548,6 +600,9 @@ func (l *Log) syncActive() (uint64, error) {
 		}
 	}
 	target, f := l.next, l.active().store
+	l.syncMu.Lock()
+	l.inSync = true
+	l.syncMu.Unlock()
 	l.mu.Unlock()
 	start := time.Now()
 	err := f.Sync()
@@ -568,8 +623,12 @@ func (l *Log) markDurable(end uint64) {
 	l.syncMu.Unlock()
 }
 
-// advanceDurableLocked: syncMu must be held.
+// advanceDurableLocked: syncMu must be held. Once the log failed, the
+// durable end stays where it is: no fsync after a failed one is trusted.
 func (l *Log) advanceDurableLocked(end uint64) {
+	if l.failed() != nil {
+		return
+	}
 	if end > l.durable {
 		l.durable = end
 	}
@@ -787,7 +846,7 @@ func (l *Log) Close() error {
 			err = l.undo(s, s.n, s.size, ferr)
 		}
 	}
-	if l.failed() == nil {
+	if l.awaitFsyncLocked() == nil {
 		if serr := s.store.Sync(); serr != nil {
 			err = l.fail(fmt.Errorf("fsync: %w", serr))
 		} else {

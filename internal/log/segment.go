@@ -110,6 +110,7 @@ func (s *segment) encodeIndex() []byte {
 }
 
 // writeIndex writes the in-memory index to the index file and fsyncs it.
+// If the fsync fails, the error is an fsyncError.
 func (s *segment) writeIndex(fsys FS) error {
 	f, err := fsys.OpenFile(s.indexPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -121,10 +122,17 @@ func (s *segment) writeIndex(fsys FS) error {
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return err
+		return fsyncError{err}
 	}
 	return f.Close()
 }
+
+// fsyncError is a failed fsync, which must fail the log (see ErrFailed),
+// where other errors of the same call need not.
+type fsyncError struct{ err error }
+
+func (e fsyncError) Error() string { return "fsync: " + e.err.Error() }
+func (e fsyncError) Unwrap() error { return e.err }
 
 // mapIndex replaces the in-memory index by a mapping of the index file.
 func (s *segment) mapIndex(fsys FS) error {

@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -161,8 +162,19 @@ func (t *Topics) create(name string) (*Log, <-chan struct{}, error) {
 	if ch, ok := t.deleting[name]; ok {
 		return nil, ch, nil
 	}
+	// A topic whose directory this call makes, and whose log then fails
+	// to open (a full disk), must not leave the directory behind: the
+	// topic would exist, empty, and OpenTopics would fail on it.
+	dir := filepath.Join(t.cfg.Dir, topicDir(name))
+	_, err := t.cfg.FS.ReadDir(dir)
+	fresh := errors.Is(err, fs.ErrNotExist)
 	l, err := t.open(name)
 	if err != nil {
+		if fresh {
+			if rerr := t.cfg.FS.RemoveAll(dir); rerr != nil {
+				t.cfg.Logger.Warn("remove the directory of a topic not created", zap.String("topic", name), zap.Error(rerr))
+			}
+		}
 		return nil, nil, err
 	}
 	t.logs[name] = l
