@@ -129,6 +129,10 @@ func (a *app) callError(ctx context.Context, err error, done string) error {
 		if strings.Contains(msg, "shutting down") {
 			return failf("logd at %s is shutting down (unavailable)%s", a.addr, doneSuffix(done))
 		}
+		if fromLogd(st) {
+			// logd answered (an I/O error on its disk): the connection is fine.
+			return failf("%s (unavailable)%s", trimPkg(msg), doneSuffix(done))
+		}
 		return a.connectFailure(msg)
 	case codes.Unauthenticated:
 		return connectError{
@@ -213,6 +217,17 @@ func connDetail(msg string) string {
 		msg = strings.TrimPrefix(msg, p)
 	}
 	return msg
+}
+
+// fromLogd reports whether a status carries logd's ErrorInfo: logd sent
+// it, rather than gRPC on a failed connection.
+func fromLogd(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == "logd" {
+			return true
+		}
+	}
+	return false
 }
 
 // deletedTopic returns the topic of a TOPIC_DELETED status: the topic

@@ -30,7 +30,13 @@ const (
 	ReasonTopicNotFound    = "TOPIC_NOT_FOUND"
 	ReasonTopicDeleted     = "TOPIC_DELETED" // deleted while the call ran
 	ReasonPermissionDenied = "PERMISSION_DENIED"
-	ReasonDiskFull         = "DISK_FULL"
+	// Storage faults (see toStatus): the disk is full, or an I/O error
+	// (the append was not acknowledged either way: retry); the topic's
+	// log failed after a failed fsync and refuses appends until logd
+	// restarts (do not retry).
+	ReasonDiskFull  = "DISK_FULL"
+	ReasonIOError   = "IO_ERROR"
+	ReasonLogFailed = "LOG_FAILED"
 	// Quotas (see package quota): over a rate or the streams cap (retry
 	// after the RetryInfo delay, if any); a request larger than a bucket
 	// (it can never pass); a topic at its cap on bytes on disk.
@@ -113,10 +119,19 @@ func toStatus(err error, topic string, l offsetRange) error {
 		return info(codes.NotFound, ReasonTopicNotFound, err.Error(), nil)
 	case errors.Is(err, auth.ErrDenied):
 		return info(codes.PermissionDenied, ReasonPermissionDenied, err.Error(), nil)
-	case errors.Is(err, syscall.ENOSPC):
-		return info(codes.ResourceExhausted, ReasonDiskFull, "disk full: "+err.Error(), nil)
 	case errors.Is(err, log.ErrFailed):
-		return status.Error(codes.FailedPrecondition, err.Error()+" (the server must be restarted to recover the log)")
+		// First: whatever the fsync said (even ENOSPC), waiting or
+		// freeing space does not help, a restart does.
+		return info(codes.FailedPrecondition, ReasonLogFailed,
+			err.Error()+" (the topic refuses appends until logd is restarted, which recovers its log; reads go on)", nil)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return info(codes.ResourceExhausted, ReasonDiskFull,
+			"disk full: "+err.Error()+" (not acknowledged: retry once space is freed)", nil)
+	case errors.Is(err, syscall.EIO), errors.Is(err, syscall.EROFS):
+		// The log undid what it wrote and goes on: the call may pass if
+		// tried again, so Unavailable, not Internal.
+		return info(codes.Unavailable, ReasonIOError,
+			"I/O error: "+err.Error()+" (not acknowledged: retry later)", nil)
 	case errors.Is(err, log.ErrClosed), errors.Is(err, errShuttingDown):
 		return status.Error(codes.Unavailable, "server shutting down")
 	case errors.Is(err, log.ErrCorrupt):
