@@ -66,6 +66,31 @@
 // cut the same way and every later segment is removed, so the log stays a
 // gap-free sequence of good records. [Log.Recovery] reports what was cut.
 //
+// # Faults
+//
+// A failed write (ENOSPC on a full disk, EIO) fails the appends it
+// covered with the error, which wraps the system's (errors.Is(err,
+// syscall.ENOSPC)), and changes nothing readers see: the store is cut back
+// to the end of the last good frame, so no partial frame stays in the
+// middle of the log, and the appends' offsets go to the next ones. The
+// same holds when the write that fails is a roll-over's (the sealed
+// index, the next segment's store): the segment stays active and the next
+// append that needs the roll-over tries again. So once the fault is gone
+// (space returns), appends succeed at the next offset, without a reopen.
+// A failed mmap of a sealed index keeps that index in memory.
+//
+// A failed fsync (of a store, an index or the directory, whatever the
+// error) or a failed write that cannot be cut back puts the log in its
+// failed state (ErrFailed): the kernel may have dropped the data the
+// fsync was to write, and a later fsync could succeed without it. A
+// failed log runs no more fsyncs, its durable end never moves again, and
+// every append waiting for it and every later one fails with ErrFailed;
+// reads of what was readable go on. Two fsyncs of the active store never
+// run at once (a roll-over or Close waits for the group commit's), as an
+// error is reported to one of them only. Reopening the log (restarting
+// logd) recovers it from what is on disk. [Log.Failure] reports the
+// failure. Package faultfs injects these faults in tests.
+//
 // # Concurrency
 //
 // All methods of [Log], [Reader] and [Topics] are safe for concurrent use,
@@ -78,7 +103,8 @@
 // waits briefly for appends under way, writes the whole buffer with one
 // write call under the lock, fsyncs outside it, and wakes every appender
 // the fsync covered. A failed write fails every append it covered and is
-// cut back from the store; a failed fsync fails the log. The index only
+// cut back from the store; a failed fsync fails the log (see Faults). A
+// roll-over waits for an fsync in flight before its own. The index only
 // covers written records. Readers hold the lock only to look a position
 // up in the index; the read itself runs without it.
 package log

@@ -78,6 +78,21 @@ func (f *faultLog) reopen(t *testing.T, allowed ...error) {
 	f.open(t)
 }
 
+// reopenAfter closes the log, loses what was not fsynced if powerLoss
+// (see faultfs.FS.DropUnsynced), and opens it again.
+func (f *faultLog) reopenAfter(t *testing.T, powerLoss bool) {
+	t.Helper()
+	if err := f.l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if powerLoss {
+		if err := f.fs.DropUnsynced(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.open(t)
+}
+
 func faultIsAny(err error, targets ...error) bool {
 	for _, target := range targets {
 		if errors.Is(err, target) {
@@ -263,19 +278,9 @@ func TestFaultWriteErrors(t *testing.T) {
 					next++
 				}
 				f.check(t)
-				if policy == log.SyncAlways {
-					// Every acknowledged record is durable: a power loss
-					// keeps them all.
-					if err := f.l.Close(); err != nil {
-						t.Fatalf("Close: %v", err)
-					}
-					if err := f.fs.DropUnsynced(); err != nil {
-						t.Fatal(err)
-					}
-					f.open(t)
-				} else {
-					f.reopen(t)
-				}
+				// With SyncAlways every acknowledged record is durable: a
+				// power loss keeps them all.
+				f.reopenAfter(t, policy == log.SyncAlways)
 				f.checkUndamaged(t)
 				if got := f.check(t); got != next {
 					t.Fatalf("NextOffset = %d after reopen, want %d", got, next)
@@ -339,15 +344,7 @@ func TestFaultDiskFullConcurrent(t *testing.T) {
 			if got, want := f.check(t), before+appenders*5; got != want {
 				t.Fatalf("NextOffset = %d, want %d: offsets not contiguous", got, want)
 			}
-			if err := f.l.Close(); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			if policy == log.SyncAlways {
-				if err := f.fs.DropUnsynced(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			f.open(t)
+			f.reopenAfter(t, policy == log.SyncAlways)
 			f.checkUndamaged(t)
 			f.check(t)
 		})
@@ -439,16 +436,7 @@ func TestFaultFsyncFails(t *testing.T) {
 					t.Fatalf("NextOffset = %d, want %d (the acknowledged records)", next, acked)
 				}
 			}
-			f.reopen(t)
-			if tc.policy == log.SyncAlways {
-				if err := f.l.Close(); err != nil {
-					t.Fatalf("Close: %v", err)
-				}
-				if err := f.fs.DropUnsynced(); err != nil {
-					t.Fatal(err)
-				}
-				f.open(t)
-			}
+			f.reopenAfter(t, tc.policy == log.SyncAlways)
 			if err := f.l.Failure(); err != nil {
 				t.Fatalf("Failure = %v after reopen, want nil", err)
 			}
@@ -512,13 +500,7 @@ func TestFaultFsyncErrorNotMaskedByRollOver(t *testing.T) {
 		t.Fatalf("Stats = %+v, want 1 segment, NextOffset 1", st)
 	}
 	f.check(t)
-	if err := f.l.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := f.fs.DropUnsynced(); err != nil {
-		t.Fatal(err)
-	}
-	f.open(t)
+	f.reopenAfter(t, true)
 	if got := f.check(t); got != 1 {
 		t.Fatalf("NextOffset after a power loss = %d, want 1", got)
 	}
