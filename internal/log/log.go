@@ -394,6 +394,7 @@ func (l *Log) undo(s *segment, n int, size int64, err error) error {
 	s.positions = s.positions[:n]
 	s.n = n
 	s.size = size
+	s.writeback = min(s.writeback, size)
 	if terr := s.store.Truncate(size); terr != nil {
 		err = l.fail(fmt.Errorf("%w; undo: %w", err, terr))
 	}

@@ -126,12 +126,12 @@ func toStatus(err error, topic string, l offsetRange) error {
 			err.Error()+" (the topic refuses appends until logd is restarted, which recovers its log; reads go on)", nil)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return info(codes.ResourceExhausted, ReasonDiskFull,
-			"disk full: "+err.Error()+" (not acknowledged: retry once space is freed)", nil)
+			"disk full: "+err.Error()+" (the append is not acknowledged: retry once space is freed)", nil)
 	case errors.Is(err, syscall.EIO), errors.Is(err, syscall.EROFS):
 		// The log undid what it wrote and goes on: the call may pass if
 		// tried again, so Unavailable, not Internal.
 		return info(codes.Unavailable, ReasonIOError,
-			"I/O error: "+err.Error()+" (not acknowledged: retry later)", nil)
+			"I/O error: "+err.Error()+" (an append is not acknowledged: retry later)", nil)
 	case errors.Is(err, log.ErrClosed), errors.Is(err, errShuttingDown):
 		return status.Error(codes.Unavailable, "server shutting down")
 	case errors.Is(err, log.ErrCorrupt):

@@ -20,6 +20,14 @@
 // "sync") and the path, wrapping Err, so errors.Is(err, syscall.ENOSPC)
 // holds for a full disk.
 //
+// It is for tests only (of internal/log and of what serves it):
+//
+//	ffs := faultfs.New(nil)
+//	cfg.FS = ffs // a log.Config
+//	ffs.Add(faultfs.Rule{Op: faultfs.Write, Suffix: ".store", Err: syscall.ENOSPC, Short: -1})
+//	// ... appends fail with ENOSPC, half a frame written ...
+//	ffs.Heal()
+//
 // An FS and its files are safe for concurrent use, as log.FS requires;
 // rules may be added and removed while a log uses the FS.
 package faultfs
