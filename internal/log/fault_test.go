@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -351,6 +352,65 @@ func TestFaultDiskFullConcurrent(t *testing.T) {
 	}
 }
 
+// TestFaultRandomWriteFaults runs concurrent appenders (single records
+// and batches) against random write faults: ENOSPC or EIO on writes of
+// stores or indexes, short or not, on creating files and mapping indexes,
+// and a disk that fills at a random point. No fault may fail the log; once
+// they are gone the next append lands at NextOffset, and a reopen (with
+// SyncAlways, after a power loss) finds nothing to repair and agrees.
+// The seeds are fixed, so a failure names one to run again.
+func TestFaultRandomWriteFaults(t *testing.T) {
+	ops := []faultfs.Op{faultfs.Write, faultfs.Write, faultfs.Create, faultfs.Map}
+	for seed := range uint64(16) {
+		policy := []log.SyncPolicy{log.SyncAlways, log.SyncNone}[seed%2]
+		t.Run(fmt.Sprintf("seed=%d/%s", seed, policy), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			f := faultOpen(t, policy, nil)
+			for range 1 + rng.IntN(3) {
+				f.fs.Add(faultfs.Rule{
+					Op:     ops[rng.IntN(len(ops))],
+					Suffix: []string{"", ".store", ".index"}[rng.IntN(3)],
+					Err:    []error{syscall.ENOSPC, syscall.EIO}[rng.IntN(2)],
+					Skip:   rng.IntN(40),
+					Count:  rng.IntN(4),
+					Short:  rng.IntN(60) - 10,
+				})
+			}
+			if rng.IntN(3) == 0 {
+				f.fs.Fill(int64(rng.IntN(5000)))
+			}
+			var wg sync.WaitGroup
+			for w := range 1 + rng.IntN(6) {
+				wg.Go(func() {
+					for i := range 50 {
+						values := [][]byte{faultValue(w, i)}
+						if i%7 == 3 {
+							values = append(values, faultValue(w, 1000+i))
+						}
+						if _, err := f.append(values...); errors.Is(err, log.ErrFailed) {
+							t.Errorf("appender %d: %v, want no write fault to fail the log", w, err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if t.Failed() {
+				return
+			}
+			f.check(t)
+			f.fs.Heal()
+			next := f.check(t)
+			f.mustAppend(t, faultValue(50, 0), next)
+			f.reopenAfter(t, policy == log.SyncAlways)
+			f.checkUndamaged(t)
+			if got := f.check(t); got != next+1 {
+				t.Fatalf("NextOffset after reopen = %d, want %d", got, next+1)
+			}
+		})
+	}
+}
+
 // faultAppendUntilFailed appends from appenders goroutines until each
 // gets an error, which must be ErrFailed wrapping EIO, and checks that
 // the log then refuses appends.
@@ -513,6 +573,41 @@ func faultSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// TestFaultBatchAcrossRollOver fails the write of a batch's records in
+// the segment it rolled over to: the batch fails, its records in the
+// segment sealed during it stay (see AppendBatch), and the log shows them
+// at once, so that readers, the next append and a reopen agree on where
+// the log ends.
+func TestFaultBatchAcrossRollOver(t *testing.T) {
+	for _, policy := range []log.SyncPolicy{log.SyncAlways, log.SyncNone} {
+		t.Run(policy.String(), func(t *testing.T) {
+			f := faultOpen(t, policy, nil)
+			f.mustAppend(t, faultValue(0, 0), 0)
+			// The batch's first write (records 1 and 2, before the
+			// roll-over) passes, its second (records 3 and 4) fails.
+			f.fs.Add(faultfs.Rule{Op: faultfs.Write, Suffix: ".store", Err: syscall.ENOSPC, Short: -1, Skip: 1, Count: 1})
+			batch := [][]byte{faultValue(1, 0), faultValue(1, 1), faultValue(1, 2), faultValue(1, 3)}
+			if _, err := f.append(batch...); !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("AppendBatch = %v, want ENOSPC", err)
+			}
+			if got := f.check(t); got != 3 {
+				t.Fatalf("NextOffset = %d, want 3: records 1 and 2 stay", got)
+			}
+			for i, want := range batch[:2] {
+				if rec, err := f.l.Read(uint64(1 + i)); err != nil || !bytes.Equal(rec.Value, want) {
+					t.Fatalf("Read(%d) = (%q, %v), want the batch's record %q", 1+i, rec.Value, err, want)
+				}
+			}
+			f.mustAppend(t, faultValue(2, 0), 3)
+			f.reopenAfter(t, policy == log.SyncAlways)
+			f.checkUndamaged(t)
+			if got := f.check(t); got != 4 {
+				t.Fatalf("NextOffset after reopen = %d, want 4", got)
+			}
+		})
+	}
 }
 
 // TestFaultTruncateFails fails a store write (part of a frame written)

@@ -185,7 +185,7 @@ func (l *Log) Append(value []byte) (uint64, error) {
 // shared with concurrent appends); if one fails, every append it covered
 // fails, and the batch's records in the active segment are undone
 // (records already in a segment sealed during the batch remain,
-// unacknowledged).
+// unacknowledged but readable like any other).
 func (l *Log) AppendBatch(values [][]byte) (uint64, error) {
 	p, err := l.StartAppend(values)
 	if err != nil {
@@ -271,11 +271,14 @@ func (l *Log) StartAppendCapped(values [][]byte, maxBytes int64) (Pending, error
 		g = l.pend.group
 	}
 	l.unlockAppend()
+	if l.cfg.Sync != SyncAlways && (err == nil || l.failed() == nil) {
+		// After a failed write too: records of the batch that stay, in a
+		// segment sealed during it, are the log's (see AppendBatch), so
+		// readers and the next append agree on where it ends.
+		l.publish(end)
+	}
 	if err != nil {
 		return Pending{}, err
-	}
-	if l.cfg.Sync != SyncAlways {
-		l.publish(end)
 	}
 	return Pending{l: l, First: first, end: end, group: g}, nil
 }
