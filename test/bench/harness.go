@@ -180,8 +180,16 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 	for i := range h.o.trials {
 		for _, t := range ts {
 			var tr trial
-			if err := do(t, fmt.Sprintf("trial %d", i+1), func(ctx context.Context) (err error) {
-				tr, err = w.run(ctx, t.c, topic, d, h.o)
+			if err := do(t, fmt.Sprintf("trial %d", i+1), func(ctx context.Context) error {
+				cpu, err := t.srv.cpuTime()
+				if err != nil {
+					return err
+				}
+				if tr, err = w.run(ctx, t.c, topic, d, h.o); err != nil {
+					return err
+				}
+				end, err := t.srv.cpuTime()
+				tr.cpu = end - cpu
 				return err
 			}); err != nil {
 				return nil, err
@@ -193,8 +201,9 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 	r := &row{sync: sync, w: w, logd: ts[0].trials, ceiling: ts[1].trials}
 	if h.o.cpuprofile != "" {
 		r.profile = filepath.Join(h.o.cpuprofile, fmt.Sprintf("logd-%s-%s.pprof", sync, w.name))
-		if err := do(ts[0], "CPU profile", func(ctx context.Context) error {
-			return h.profile(ctx, logd, ts[0].c, topic, w, d, r.profile)
+		if err := do(ts[0], "CPU profile", func(ctx context.Context) (err error) {
+			r.profiled, err = h.profile(ctx, logd, ts[0].c, topic, w, d, r.profile)
+			return err
 		}); err != nil {
 			return nil, err
 		}
@@ -207,24 +216,28 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 }
 
 // profile writes to path a CPU profile of logd taken over about a trial's
-// length (whole seconds) while w runs against it.
-func (h *harness) profile(ctx context.Context, logd *server, c *client.Client, topic string, w *workload, d time.Duration, path string) error {
+// length (whole seconds) while w runs against it, and returns the records
+// handled meanwhile.
+func (h *harness) profile(ctx context.Context, logd *server, c *client.Client, topic string, w *workload, d time.Duration, path string) (int, error) {
 	if logd.httpAddr == "" {
-		return errors.New("logd logged no operator HTTP address")
+		return 0, errors.New("logd logged no operator HTTP address")
 	}
 	secs := max(1, int(math.Ceil(h.o.trial.Seconds())))
 	got := make(chan error, 1)
 	go func() {
 		got <- fetch(ctx, "http://"+logd.httpAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path)
 	}()
+	records := 0
 	for {
-		if _, err := w.run(ctx, c, topic, d, h.o); err != nil {
+		tr, err := w.run(ctx, c, topic, d, h.o)
+		records += tr.records
+		if err != nil {
 			<-got
-			return err
+			return records, err
 		}
 		select {
 		case err := <-got:
-			return err
+			return records, err
 		default:
 		}
 	}

@@ -38,6 +38,7 @@ type row struct {
 	w             *workload
 	logd, ceiling []trial
 	profile       string // logd's CPU profile, if taken
+	profiled      int    // records handled while it was taken
 }
 
 // report is what a run measured, and where.
@@ -54,14 +55,22 @@ type summary struct {
 	rate     float64
 	p50, p99 time.Duration
 	rates    []float64
+	cpu      time.Duration // the server's CPU time per record
 }
 
 func summarize(trials []trial) summary {
 	var s summary
 	var lat []time.Duration
+	var cpu time.Duration
+	records := 0
 	for _, t := range trials {
 		s.rates = append(s.rates, t.rate())
 		lat = append(lat, t.latency...)
+		cpu += t.cpu
+		records += t.records
+	}
+	if records > 0 {
+		s.cpu = cpu / time.Duration(records)
 	}
 	s.rate = median(s.rates)
 	slices.Sort(lat)
@@ -106,8 +115,8 @@ func (r *report) write(w io.Writer) error {
 	fmt.Fprintf(&b, "reads %d pre-filled records. records/s is the median trial; p50 and p99 are over\n", o.consumeRecords)
 	fmt.Fprintf(&b, "every call or record of the trials.\n\n")
 
-	fmt.Fprintf(&b, "| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target | | logd p50 | logd p99 | ceiling p50 | ceiling p99 |\n")
-	fmt.Fprintf(&b, "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target | | logd p50 | logd p99 | ceiling p50 | ceiling p99 | logd CPU/rec | ceiling CPU/rec |\n")
+	fmt.Fprintf(&b, "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
 	var missed []string
 	met, targets := 0, 0
 	for _, row := range r.rows {
@@ -128,10 +137,13 @@ func (r *report) write(w io.Writer) error {
 				missed = append(missed, fmt.Sprintf("--sync %s %s (%.2f < %.2f)", row.sync, row.w.name, ratio, t))
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.2f | %s | %s | %s | %s | %s | %s |\n",
-			row.sync, row.w.title, l.rate, c.rate, ratio, tgt, verdict, ms(l.p50), ms(l.p99), ms(c.p50), ms(c.p99))
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			row.sync, row.w.title, l.rate, c.rate, ratio, tgt, verdict,
+			latency(l.p50), latency(l.p99), latency(c.p50), latency(c.p99), latency(l.cpu), latency(c.cpu))
 	}
-	fmt.Fprintf(&b, "\nLatency, in ms: %s\n\n", strings.ReplaceAll(latencyNote, "\n", " "))
+	fmt.Fprintf(&b, "\nLatency: %s\n", strings.ReplaceAll(latencyNote, "\n", " "))
+	fmt.Fprintf(&b, "CPU/rec: the server process's user and system CPU time over its trials (from\n")
+	fmt.Fprintf(&b, "/proc/PID/stat, 10 ms ticks) divided by the records; the client runs on the same cores.\n\n")
 
 	fmt.Fprintf(&b, "logd peak RSS (VmHWM, over the whole run of each logd process): ")
 	var rss []string
@@ -164,7 +176,7 @@ func (r *report) write(w io.Writer) error {
 	if o.cpuprofile != "" {
 		fmt.Fprintf(&b, "\nCPU profiles of logd, one per workload (go tool pprof FILE):\n\n")
 		for _, row := range r.rows {
-			fmt.Fprintf(&b, "    --sync %-6s %-8s  %s\n", row.sync, row.w.name, row.profile)
+			fmt.Fprintf(&b, "    --sync %-6s %-8s  %s  (%d records)\n", row.sync, row.w.name, row.profile, row.profiled)
 		}
 	}
 	_, err := w.Write(b.Bytes())
@@ -179,18 +191,21 @@ func rates(trials []trial) string {
 	return strings.Join(s, " ")
 }
 
-// ms formats d in milliseconds with three significant digits or more.
-func ms(d time.Duration) string {
-	v := float64(d) / float64(time.Millisecond)
+// latency formats d with about three significant digits, in µs below a
+// millisecond and in ms above.
+func latency(d time.Duration) string {
+	us := float64(d) / float64(time.Microsecond)
 	switch {
-	case v >= 100:
-		return fmt.Sprintf("%.0f", v)
-	case v >= 10:
-		return fmt.Sprintf("%.1f", v)
-	case v >= 1:
-		return fmt.Sprintf("%.2f", v)
+	case us < 10:
+		return fmt.Sprintf("%.1f µs", us)
+	case us < 1000:
+		return fmt.Sprintf("%.0f µs", us)
+	case us < 10000:
+		return fmt.Sprintf("%.2f ms", us/1000)
+	case us < 100000:
+		return fmt.Sprintf("%.1f ms", us/1000)
 	default:
-		return fmt.Sprintf("%.3f", v)
+		return fmt.Sprintf("%.0f ms", us/1000)
 	}
 }
 
