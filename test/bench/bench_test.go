@@ -32,8 +32,9 @@ func TestSmoke(t *testing.T) {
 	t.Logf("report:\n%s", report)
 
 	for _, want := range []string{
-		"machine: ",
-		"command: go run ./test/bench " + strings.Join(args, " ") + "\n",
+		"- machine: ",
+		"- logd: ",
+		"- command: `go run ./test/bench " + strings.Join(args, " ") + "`\n",
 		"| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target |",
 	} {
 		if !strings.Contains(report, want) {

@@ -74,7 +74,7 @@ func (h *harness) logf(format string, args ...any) {
 // run runs every workload under every sync policy: one logd process per
 // policy, a new ceiling per workload (it keeps every record in memory).
 func (h *harness) run(ctx context.Context) (*report, error) {
-	rep := &report{o: h.o, machine: readMachine(), loadStart: loadAverage(), rss: map[string]int64{}}
+	rep := &report{o: h.o, machine: readMachine(), logdVersion: logdVersion(h.logd, h.o.logdBin == ""), loadStart: loadAverage(), rss: map[string]int64{}}
 	for _, sync := range h.o.syncs {
 		data := filepath.Join(h.dir, "data-"+sync)
 		args := []string{

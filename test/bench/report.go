@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -45,6 +47,7 @@ type row struct {
 type report struct {
 	o                  *options
 	machine            string
+	logdVersion        string // the revision logd was built from
 	loadStart, loadEnd string
 	rows               []*row
 	rss                map[string]int64 // logd's VmHWM per sync policy
@@ -103,9 +106,10 @@ func (r *report) write(w io.Writer) error {
 	var b bytes.Buffer
 	o := r.o
 	fmt.Fprintf(&b, "## logd against the ceiling, end to end\n\n")
-	fmt.Fprintf(&b, "machine: %s\n", r.machine)
-	fmt.Fprintf(&b, "load average (1, 5, 15 min): %s at the start, %s at the end\n", r.loadStart, r.loadEnd)
-	fmt.Fprintf(&b, "command: %s\n\n", o.command())
+	fmt.Fprintf(&b, "- machine: %s\n", r.machine)
+	fmt.Fprintf(&b, "- load average (1, 5, 15 min): %s at the start, %s at the end\n", r.loadStart, r.loadEnd)
+	fmt.Fprintf(&b, "- logd: %s\n", r.logdVersion)
+	fmt.Fprintf(&b, "- command: `%s`\n\n", o.command())
 	fmt.Fprintf(&b, "logd is run as an operator would run it: its default flags but --sync, --config-dir\n")
 	fmt.Fprintf(&b, "(temporary cfssl certificates), --data-dir (temporary) and listen addresses on 127.0.0.1\n")
 	fmt.Fprintf(&b, "port 0, logging (JSON, level info) to a file. The ceiling (test/ceiling) is an in-memory\n")
@@ -232,6 +236,46 @@ func readMachine() string {
 		kernel = strings.TrimSpace(string(b))
 	}
 	return fmt.Sprintf("%s, %d cores%s, Linux %s, %s %s/%s", cpu, runtime.NumCPU(), mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// logdVersion says which logd binary ran and what it was built from: the
+// revision stamped in it, else (when the harness built it from the tree
+// it runs in, and GOFLAGS has -buildvcs=false) that tree's git commit.
+func logdVersion(path string, built bool) string {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("%s (%v)", path, err)
+	}
+	rev, modified := "", false
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			rev = st.Value
+		case "vcs.modified":
+			modified = st.Value == "true"
+		}
+	}
+	if rev == "" && built {
+		if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+			rev = strings.TrimSpace(string(out))
+		}
+		// The packages logd is built from (":/" is the top of the tree).
+		status := []string{"status", "--porcelain", "--untracked-files=no", "--", ":/cmd", ":/internal", ":/api", ":/configs", ":/go.mod", ":/go.sum"}
+		if out, err := exec.Command("git", status...).Output(); err == nil {
+			modified = len(bytes.TrimSpace(out)) > 0
+		}
+	}
+	from := "an unknown revision"
+	if rev != "" {
+		from = "commit " + rev
+	}
+	if modified {
+		from += " with uncommitted changes to logd's sources"
+	}
+	if built {
+		return fmt.Sprintf("built from this tree, %s, by %s", from, bi.GoVersion)
+	}
+	return fmt.Sprintf("%s, %s, built by %s", path, from, bi.GoVersion)
 }
 
 // loadAverage returns the 1, 5 and 15 minute load averages.
