@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,10 +24,19 @@ func TestSmoke(t *testing.T) {
 	if raceBuild {
 		args = append(args, "-race")
 	}
+	// The harness's temporary directory (kept if it fails) goes away
+	// with the test's; the server logs are shown first.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var out, progress bytes.Buffer
 	if err := run(ctx, args, &out, &progress); err != nil {
+		logs, _ := filepath.Glob(filepath.Join(tmp, "logd-bench-*", "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, b[max(0, len(b)-8<<10):])
+		}
 		t.Fatalf("run: %v\nprogress:\n%s", err, &progress)
 	}
 	report := out.String()

@@ -189,7 +189,7 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 					return err
 				}
 				end, err := t.srv.cpuTime()
-				tr.cpu = end - cpu
+				tr.cpu = end.sub(cpu)
 				return err
 			}); err != nil {
 				return nil, err

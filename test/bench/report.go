@@ -59,21 +59,26 @@ type summary struct {
 	p50, p99 time.Duration
 	rates    []float64
 	cpu      time.Duration // the server's CPU time per record
+	sys      float64       // the share of it in the kernel
 }
 
 func summarize(trials []trial) summary {
 	var s summary
 	var lat []time.Duration
-	var cpu time.Duration
+	var cpu cpuUsage
 	records := 0
 	for _, t := range trials {
 		s.rates = append(s.rates, t.rate())
 		lat = append(lat, t.latency...)
-		cpu += t.cpu
+		cpu.user += t.cpu.user
+		cpu.sys += t.cpu.sys
 		records += t.records
 	}
 	if records > 0 {
-		s.cpu = cpu / time.Duration(records)
+		s.cpu = cpu.total() / time.Duration(records)
+	}
+	if cpu.total() > 0 {
+		s.sys = float64(cpu.sys) / float64(cpu.total())
 	}
 	s.rate = median(s.rates)
 	slices.Sort(lat)
@@ -173,9 +178,11 @@ func (r *report) write(w io.Writer) error {
 	if len(missed) > 0 {
 		fmt.Fprintf(&b, "; NOT met: %s", strings.Join(missed, ", "))
 	}
-	fmt.Fprintf(&b, "\n\ntrials, records/s in the order run:\n\n")
+	fmt.Fprintf(&b, "\n\nTrials, records/s in the order run, and the share of each server's CPU time\nspent in the kernel:\n\n")
 	for _, row := range r.rows {
-		fmt.Fprintf(&b, "    --sync %-6s %-8s  logd %s  ceiling %s\n", row.sync, row.w.name, rates(row.logd), rates(row.ceiling))
+		l, c := summarize(row.logd), summarize(row.ceiling)
+		fmt.Fprintf(&b, "    --sync %-6s %-8s  logd %s (sys %.0f%%)  ceiling %s (sys %.0f%%)\n",
+			row.sync, row.w.name, rates(row.logd), 100*l.sys, rates(row.ceiling), 100*c.sys)
 	}
 	if o.cpuprofile != "" {
 		fmt.Fprintf(&b, "\nCPU profiles of logd, one per workload (go tool pprof FILE):\n\n")
