@@ -46,7 +46,7 @@ func TestSmoke(t *testing.T) {
 		"- machine: ",
 		"- logd: ",
 		"- command: `go run ./test/bench " + strings.Join(args, " ") + "`\n",
-		"| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target |",
+		"| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target | met? |",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q", want)

@@ -144,13 +144,10 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 		defer t.c.Close()
 	}
 	topic := "bench/" + w.name
-	// A trial that takes far longer than asked is stuck.
-	bound := func(d time.Duration) (context.Context, context.CancelFunc) {
-		return context.WithTimeout(ctx, 10*d+2*time.Minute)
-	}
-	// Each call's context is bounded; a failure names the server.
+	// do runs one step against t; a step that takes far longer than a
+	// trial is stuck, and a failure names the server and its log.
 	do := func(t *target, what string, f func(context.Context) error) error {
-		tctx, cancel := bound(h.o.trial)
+		tctx, cancel := context.WithTimeout(ctx, 10*h.o.trial+2*time.Minute)
 		defer cancel()
 		if err := f(tctx); err != nil {
 			return fmt.Errorf("%s: %s: %w (log: %s)", t.srv.name, what, err, t.srv.logPath)
@@ -208,6 +205,10 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 			return nil, err
 		}
 		h.logf("--sync %s %s: CPU profile of logd in %s", sync, w.name, r.profile)
+	}
+	// The ceiling keeps every record: say what that costs.
+	if rss, err := ceiling.peakRSS(); err == nil {
+		h.logf("--sync %s %s: ceiling peak RSS %.0f MiB", sync, w.name, float64(rss)/(1<<20))
 	}
 	if err := ceiling.stop(); err != nil {
 		return nil, err

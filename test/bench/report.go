@@ -124,12 +124,14 @@ func (r *report) write(w io.Writer) error {
 	fmt.Fprintf(&b, "reads %d pre-filled records. records/s is the median trial; p50 and p99 are over\n", o.consumeRecords)
 	fmt.Fprintf(&b, "every call or record of the trials.\n\n")
 
-	fmt.Fprintf(&b, "| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target | | logd p50 | logd p99 | ceiling p50 | ceiling p99 | logd CPU/rec | ceiling CPU/rec |\n")
+	fmt.Fprintf(&b, "| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target | met? | logd p50 | logd p99 | ceiling p50 | ceiling p99 | logd CPU/rec | ceiling CPU/rec |\n")
 	fmt.Fprintf(&b, "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
 	var missed []string
 	met, targets := 0, 0
-	for _, row := range r.rows {
-		l, c := summarize(row.logd), summarize(row.ceiling)
+	sums := make([][2]summary, len(r.rows))
+	for i, row := range r.rows {
+		sums[i] = [2]summary{summarize(row.logd), summarize(row.ceiling)}
+		l, c := sums[i][0], sums[i][1]
 		ratio := 0.0
 		if c.rate > 0 {
 			ratio = l.rate / c.rate
@@ -179,8 +181,8 @@ func (r *report) write(w io.Writer) error {
 		fmt.Fprintf(&b, "; NOT met: %s", strings.Join(missed, ", "))
 	}
 	fmt.Fprintf(&b, "\n\nTrials, records/s in the order run, and the share of each server's CPU time\nspent in the kernel:\n\n")
-	for _, row := range r.rows {
-		l, c := summarize(row.logd), summarize(row.ceiling)
+	for i, row := range r.rows {
+		l, c := sums[i][0], sums[i][1]
 		fmt.Fprintf(&b, "    --sync %-6s %-8s  logd %s (sys %.0f%%)  ceiling %s (sys %.0f%%)\n",
 			row.sync, row.w.name, rates(row.logd), 100*l.sys, rates(row.ceiling), 100*c.sys)
 	}
