@@ -121,7 +121,6 @@ func TestOptions(t *testing.T) {
 		{"-sync", "sometimes"},
 		{"-workloads", "nope"},
 		{"-trial", "0s"},
-		{"-logd", "/bin/true"},
 		{"extra"},
 	} {
 		if _, err := parseOptions(args, &stderr); err == nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/logd/logd/api/client"
@@ -37,11 +38,24 @@ func newHarness(ctx context.Context, o *options, progress io.Writer) (*harness, 
 		return nil, err
 	}
 	h := &harness{o: o, progress: progress, dir: dir, certs: filepath.Join(dir, "certs"), logd: o.logdBin, ceiling: o.ceilingBin}
+	// Build what was not given.
+	var pkgs []string
+	var bins []*string
 	if h.logd == "" {
-		h.logf("building logd and the ceiling")
-		if h.logd, h.ceiling, err = build(ctx, filepath.Join(dir, "bin"), o.race); err != nil {
+		pkgs, bins = append(pkgs, "github.com/logd/logd/cmd/logd"), append(bins, &h.logd)
+	}
+	if h.ceiling == "" {
+		pkgs, bins = append(pkgs, "github.com/logd/logd/test/ceiling"), append(bins, &h.ceiling)
+	}
+	if len(pkgs) > 0 {
+		h.logf("building %s", strings.Join(pkgs, " "))
+		built, err := build(ctx, filepath.Join(dir, "bin"), o.race, pkgs...)
+		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
+		}
+		for i, b := range bins {
+			*b = built[i]
 		}
 	}
 	if err := pki.Generate(h.certs, principal); err != nil {

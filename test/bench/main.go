@@ -106,8 +106,6 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-trial must be positive and -warmup not negative")
 	case o.trials < 1 || o.size < 0 || o.window < 1 || o.consumeRecords < 1:
 		return nil, fmt.Errorf("-trials, -window and -consume-records must be at least 1, -size not negative")
-	case (o.logdBin == "") != (o.ceilingBin == ""):
-		return nil, fmt.Errorf("-logd and -ceiling go together")
 	}
 	for s := range strings.SplitSeq(*syncs, ",") {
 		if s != "always" && s != "none" && s != "interval" {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -24,20 +25,25 @@ const (
 	buildTimeout = 10 * time.Minute
 )
 
-// build compiles logd and the ceiling into dir and returns their paths.
-func build(ctx context.Context, dir string, race bool) (logd, ceiling string, err error) {
+// build compiles the main packages pkgs (import paths) into dir and
+// returns the binaries' paths, in the same order.
+func build(ctx context.Context, dir string, race bool, pkgs ...string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	if race {
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/logd/logd/cmd/logd", "github.com/logd/logd/test/ceiling")
+	args = append(args, pkgs...)
 	out, err := exec.CommandContext(ctx, goCommand(), args...).CombinedOutput()
 	if err != nil {
-		return "", "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
-	return filepath.Join(dir, "logd"), filepath.Join(dir, "ceiling"), nil
+	var bins []string
+	for _, p := range pkgs {
+		bins = append(bins, filepath.Join(dir, path.Base(p)))
+	}
+	return bins, nil
 }
 
 // goCommand is the go command on PATH, else the one of this binary's
