@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,9 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -184,12 +188,14 @@ func (h *history) total() int {
 }
 
 // runProducers starts 16 producers against p, as root and as alice on
-// workloadTopics: 14 unary and 2 pipelined (ProduceStream). Each runs
-// until an RPC fails. The returned func waits for them and returns the
-// error each one ended with.
-func runProducers(t testing.TB, p *process, h *history, round int) (wait func() []error) {
+// workloadTopics: 14 unary and 2 pipelined (ProduceStream), over one
+// connection per principal. With rng, each producer's timing is random
+// (see pacing); without, they produce flat out. Each runs until an RPC
+// fails or ctx ends. The returned func waits for them, closes their
+// connections and returns the error each one ended with.
+func runProducers(ctx context.Context, t testing.TB, p *process, h *history, round int, rng *rand.Rand) (wait func() []error) {
 	t.Helper()
-	clients := map[string]logv1.LogClient{"root": p.Client(t, "root"), "alice": p.Client(t, "alice")}
+	conns := map[string]*grpc.ClientConn{"root": p.Dial(t, p.configDir, "root"), "alice": p.Dial(t, p.configDir, "alice")}
 	const n = 16
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -198,39 +204,67 @@ func runProducers(t testing.TB, p *process, h *history, round int) (wait func() 
 		if i%2 == 1 {
 			cn = "alice"
 		}
+		c := logv1.NewLogClient(conns[cn])
 		topic := workloadTopics[cn][(i/2)%2]
 		who := fmt.Sprintf("producer-%d", i)
 		name := fmt.Sprintf("round-%d/%s", round, who)
 		next := func(seq int) string { return value(round, who, seq) }
 		ackFn := func(off uint64, v string) error { return h.ack(name, topic, off, v) }
+		var pace *pacing
+		if rng != nil {
+			pace = &pacing{rng: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))}
+		}
 		wg.Add(1)
 		if i >= n-2 {
 			h.addProducer(name, topic, streamWindow)
 			go func() {
 				defer wg.Done()
-				errs[i] = streamProducer(clients[cn], topic, next, ackFn)
+				errs[i] = streamProducer(ctx, c, topic, next, ackFn, pace)
 			}()
 		} else {
 			h.addProducer(name, topic, 1)
 			go func() {
 				defer wg.Done()
-				errs[i] = unaryProducer(clients[cn], topic, next, ackFn)
+				errs[i] = unaryProducer(ctx, c, topic, next, ackFn, pace)
 			}()
 		}
 	}
 	return func() []error {
 		wg.Wait()
+		for _, conn := range conns {
+			conn.Close()
+		}
 		return errs
+	}
+}
+
+// pacing makes a producer's timing random: a delay of up to 100 ms
+// before its first record and, before one record in eight, a pause of up
+// to 5 ms, so that a kill finds the producers in ever different states.
+// A nil *pacing produces flat out. Each producer has its own.
+type pacing struct{ rng *rand.Rand }
+
+func (p *pacing) start() {
+	if p != nil {
+		time.Sleep(time.Duration(p.rng.IntN(100)) * time.Millisecond)
+	}
+}
+
+func (p *pacing) next() {
+	if p != nil && p.rng.IntN(8) == 0 {
+		time.Sleep(time.Duration(p.rng.IntN(5000)) * time.Microsecond)
 	}
 }
 
 // unaryProducer produces next(0), next(1), ... with Produce until a call
 // fails, and returns that error (or the ack's).
-func unaryProducer(c logv1.LogClient, topic string, next func(int) string, ack func(uint64, string) error) error {
+func unaryProducer(ctx context.Context, c logv1.LogClient, topic string, next func(int) string, ack func(uint64, string) error, pace *pacing) error {
+	pace.start()
 	for seq := 0; ; seq++ {
+		pace.next()
 		v := next(seq)
-		ctx, cancel := rpcCtx()
-		res, err := c.Produce(ctx, &logv1.ProduceRequest{Topic: topic, Record: &logv1.Record{Value: []byte(v)}})
+		cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+		res, err := c.Produce(cctx, &logv1.ProduceRequest{Topic: topic, Record: &logv1.Record{Value: []byte(v)}})
 		cancel()
 		if err != nil {
 			return err
@@ -244,9 +278,10 @@ func unaryProducer(c logv1.LogClient, topic string, next func(int) string, ack f
 // streamProducer produces next(0), next(1), ... on one ProduceStream,
 // with up to streamWindow records unacknowledged, until the stream fails,
 // and returns that error.
-func streamProducer(c logv1.LogClient, topic string, next func(int) string, ack func(uint64, string) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
+func streamProducer(ctx context.Context, c logv1.LogClient, topic string, next func(int) string, ack func(uint64, string) error, pace *pacing) error {
+	ctx, cancel := context.WithTimeout(ctx, streamTimeout)
 	defer cancel()
+	pace.start()
 	s, err := c.ProduceStream(ctx)
 	if err != nil {
 		return err
@@ -257,6 +292,7 @@ func streamProducer(c logv1.LogClient, topic string, next func(int) string, ack 
 	go func() {
 		defer wg.Done()
 		for seq := 0; ; seq++ {
+			pace.next()
 			v := next(seq)
 			select {
 			case sent <- v:
@@ -284,13 +320,13 @@ func streamProducer(c logv1.LogClient, topic string, next func(int) string, ack 
 	}
 }
 
-// checkProducerErrors fails the test for any error but Unavailable (or
-// Canceled, if the client canceled).
-func checkProducerErrors(t testing.TB, errs []error) {
+// checkCodes fails the test for any of errs (what each of who's callers
+// ended with) whose status code is not one of want.
+func checkCodes(t testing.TB, who string, errs []error, want ...codes.Code) {
 	t.Helper()
 	for i, err := range errs {
-		if c := status.Code(err); c != codes.Unavailable && c != codes.Canceled {
-			t.Errorf("producer %d ended with %v (%v), want Unavailable", i, c, err)
+		if c := status.Code(err); !slices.Contains(want, c) {
+			t.Errorf("%s %d ended with %v (%v), want one of %v", who, i, c, err, want)
 		}
 	}
 }
@@ -303,11 +339,15 @@ func checkProducerErrors(t testing.TB, errs []error) {
 //     them with no gap, at most maxUnacked beyond those acknowledged;
 //   - a new record gets the next offset, past every acknowledged one (it
 //     is recorded in h as acknowledged, by "round-R/probe").
-func verify(t testing.TB, p *process, h *history, round int, rng *rand.Rand) {
+//
+// It returns the values it scanned, per topic, indexed by offset (its own
+// probes are produced after the scan).
+func verify(t testing.TB, p *process, h *history, round int, rng *rand.Rand) map[string][]string {
 	t.Helper()
 	root := p.Client(t, "root")
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	scanned := map[string][]string{}
 	topics := make([]string, 0, len(h.acked))
 	for topic := range h.acked {
 		topics = append(topics, topic)
@@ -353,6 +393,7 @@ func verify(t testing.TB, p *process, h *history, round int, rng *rand.Rand) {
 				t.Errorf("%q: value %q at offsets %d and %d, want once", topic, v, prev, off)
 			}
 			at[v] = off
+			scanned[topic] = append(scanned[topic], v)
 			m := valueRE.FindStringSubmatch(v)
 			if m == nil {
 				t.Errorf("%q offset %d: got value %q, not one a producer sent", topic, off, v)
@@ -381,10 +422,10 @@ func verify(t testing.TB, p *process, h *history, round int, rng *rand.Rand) {
 		}
 
 		// Consume, one call each: the highest acknowledged record and a
-		// sample of the others.
+		// sample of about 50 others (the scan read them all).
 		offs := []uint64{highest}
 		for off := range acked {
-			if rng.IntN(len(acked)) < 200 {
+			if rng.IntN(len(acked)) < 50 {
 				offs = append(offs, off)
 			}
 		}
@@ -409,6 +450,7 @@ func verify(t testing.TB, p *process, h *history, round int, rng *rand.Rand) {
 	if t.Failed() {
 		t.FailNow()
 	}
+	return scanned
 }
 
 func TestCrashRecovery(t *testing.T) {
@@ -418,29 +460,27 @@ func TestCrashRecovery(t *testing.T) {
 	for _, policy := range []string{"always", "none"} {
 		t.Run("sync="+policy, func(t *testing.T) {
 			t.Parallel()
-			crashRounds(t, policy, 5)
+			crashRounds(t, policy, 20)
 		})
 	}
 }
 
-// crashRounds runs rounds of: producers on logd, SIGKILL after a random
-// 100-600 ms, restart on the same data dir, verify everything
-// acknowledged in every round so far.
+// crashRounds runs rounds of: producers with random timing on logd,
+// SIGKILL after a random 100-600 ms, restart on the same data dir, verify
+// everything acknowledged in every round so far.
 func crashRounds(t *testing.T, policy string, rounds int) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	rng := rand.New(rand.NewPCG(testSeed(t), 0))
 	configDir, dataDir := t.TempDir(), t.TempDir()
 	// Small segments, so that crashes also hit roll-overs.
 	flags := []string{"--sync", policy, "--segment-bytes", "65536", "--max-record-bytes", "1024"}
 	h := newHistory()
 	p := startLogd(t, configDir, dataDir, flags...)
 	for round := range rounds {
-		wait := runProducers(t, p, h, round)
+		wait := runProducers(context.Background(), t, p, h, round, rng)
 		delay := time.Duration(100+rng.IntN(500)) * time.Millisecond
 		time.Sleep(delay)
 		p.Kill(t)
-		checkProducerErrors(t, wait())
+		checkCodes(t, "producer", wait(), codes.Unavailable, codes.Canceled)
 		t.Logf("round %d: killed after %v; %d records acknowledged in all", round, delay, h.total())
 
 		p = startLogd(t, configDir, dataDir, flags...)
@@ -456,20 +496,64 @@ func TestGracefulShutdown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long")
 	}
+	rng := rand.New(rand.NewPCG(testSeed(t), 0))
 	configDir, dataDir := t.TempDir(), t.TempDir()
 	h := newHistory()
-	// Unary calls finish at once after SIGTERM, but logd lets a
-	// ProduceStream run until --shutdown-timeout and then cuts it off
-	// (Unavailable): keep that short.
-	p := startLogd(t, configDir, dataDir, "--shutdown-timeout", "3s")
-	wait := runProducers(t, p, h, 0)
-	time.Sleep(300 * time.Millisecond)
-	took := p.Stop(t)
-	errs := wait()
-	checkProducerErrors(t, errs)
+	p := startLogd(t, configDir, dataDir, "--shutdown-timeout", "5s")
+	// The topics exist before their followers start.
+	root := p.Client(t, "root")
+	topics := append(slices.Clone(workloadTopics["root"]), workloadTopics["alice"]...)
+	for _, topic := range topics {
+		v := value(0, "probe", 0)
+		if err := h.ack("round-0/probe", topic, produce(t, root, topic, v), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Under load: the 16 gRPC producers, a gRPC follower of each topic
+	// from its first record, a producer and a follower over the JSON API.
+	var followers []*grpcFollower
+	for _, topic := range topics {
+		followers = append(followers, followGRPC(root, topic))
+	}
+	httpFollower := follow(t, p, p.APIClient(t, "root"), topics[0], 0)
+	const httpTopic = "load/http"
+	httpName := "round-0/producer-16"
+	h.addProducer(httpName, httpTopic, 1)
+	httpErr := make(chan error, 1)
+	go func() {
+		httpErr <- httpProducer(p.APIClient(t, "root"), p.apiURL(recordsPath(httpTopic)),
+			func(seq int) string { return value(0, "producer-16", seq) },
+			func(off uint64, v string) error { return h.ack(httpName, httpTopic, off, v) })
+	}()
+	wait := runProducers(context.Background(), t, p, h, 0, rng)
+	time.Sleep(time.Duration(300+rng.IntN(300)) * time.Millisecond)
+
+	took := p.Stop(t) // exit status 0
+	checkCodes(t, "producer", wait(), codes.Unavailable)
+	var followErrs []error
+	for _, f := range followers {
+		followErrs = append(followErrs, f.wait())
+	}
+	checkCodes(t, "follower", followErrs, codes.Unavailable)
+	if err := <-httpErr; !cleanHTTPEnd(err) {
+		t.Errorf("HTTP producer ended with %v, want 503 UNAVAILABLE or the connection closed or refused", err)
+	} else {
+		t.Logf("HTTP producer ended with %v", err)
+	}
+	httpLines, err := httpFollower.end(t)
+	if err != nil {
+		t.Errorf("HTTP follower: got %v, want a clean end of the stream", err)
+	}
+	if n := len(httpLines); n > 0 && httpLines[n-1].Error != nil {
+		if e := httpLines[n-1].Error; e.Code != "UNAVAILABLE" {
+			t.Errorf("HTTP follower: last line %+v, want error UNAVAILABLE", e)
+		}
+		httpLines = httpLines[:n-1]
+	}
 	t.Logf("stopped in %v; %d records acknowledged", took, h.total())
-	if h.total() == 0 {
-		t.Fatal("no record was acknowledged")
+	if h.total() < 100 {
+		t.Fatalf("%d records acknowledged before SIGTERM, want at least 100: no load", h.total())
 	}
 	for _, msg := range []string{"shutting down", "logs closed"} {
 		if len(p.stderr.find(msg)) != 1 {
@@ -482,9 +566,129 @@ func TestGracefulShutdown(t *testing.T) {
 	for _, l := range p.stderr.find("log opened after recovery") {
 		t.Errorf("after a graceful stop: %s", l.raw)
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	verify(t, p, h, 1, rng)
+	scanned := verify(t, p, h, 1, rng)
+	// Every record a follower was sent is in the log at its offset:
+	// followers see only records that are there to stay.
+	seen := 0
+	checkSeen := func(who, topic string, i int, off uint64, v string) {
+		t.Helper()
+		if off != uint64(i) {
+			t.Fatalf("%s of %q: record %d has offset %d, want %d", who, topic, i, off, i)
+		}
+		if log := scanned[topic]; off >= uint64(len(log)) || log[off] != v {
+			t.Fatalf("%s of %q was sent %q at offset %d; after restart the topic holds %d records, not that one", who, topic, v, off, len(log))
+		}
+		seen++
+	}
+	for _, f := range followers {
+		for i, r := range f.records {
+			checkSeen("gRPC follower", f.topic, i, r.GetOffset(), string(r.GetValue()))
+		}
+	}
+	for i, m := range httpLines {
+		if m.Record == nil || m.Record.Offset == nil {
+			t.Fatalf("HTTP follower line %d: got %+v, want a record", i, m)
+		}
+		checkSeen("HTTP follower", topics[0], i, *m.Record.Offset, string(m.Record.Value))
+	}
+	t.Logf("followers were sent %d records, all in the log after restart", seen)
 	p.Stop(t)
+}
+
+// grpcFollower follows a topic on a ConsumeStream from offset 0, keeping
+// what it is sent, until the stream fails.
+type grpcFollower struct {
+	topic   string
+	records []*logv1.Record // set before done is closed
+	err     error
+	done    chan struct{}
+}
+
+func followGRPC(c logv1.LogClient, topic string) *grpcFollower {
+	f := &grpcFollower{topic: topic, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		ctx, cancel := context.WithTimeout(context.Background(), streamTimeout)
+		defer cancel()
+		s, err := c.ConsumeStream(ctx, &logv1.ConsumeRequest{Topic: topic})
+		if err != nil {
+			f.err = err
+			return
+		}
+		for {
+			res, err := s.Recv()
+			if err != nil {
+				f.err = err
+				return
+			}
+			f.records = append(f.records, res.GetRecord())
+		}
+	}()
+	return f
+}
+
+// wait waits for the end of the stream and returns its error.
+func (f *grpcFollower) wait() error {
+	<-f.done
+	return f.err
+}
+
+// httpStatusError is an answer of the JSON API other than 200.
+type httpStatusError struct {
+	status int
+	body   apiErr
+}
+
+func (e *httpStatusError) Error() string {
+	return fmt.Sprintf("HTTP %d: %+v", e.status, e.body)
+}
+
+// httpProducer POSTs next(0), next(1), ... one record a request to url
+// until a request fails, and returns that error: an *httpStatusError, or
+// the transport's.
+func httpProducer(c *http.Client, url string, next func(int) string, ack func(uint64, string) error) error {
+	for seq := 0; ; seq++ {
+		v := next(seq)
+		res, err := c.Post(url, "application/json", strings.NewReader(jsonRecord(v)))
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != http.StatusOK {
+			e := &httpStatusError{status: res.StatusCode}
+			if err := json.Unmarshal(body, &e.body); err != nil {
+				return fmt.Errorf("HTTP %d, body %q: %w", res.StatusCode, body, err)
+			}
+			return e
+		}
+		var m apiMsg
+		if err := json.Unmarshal(body, &m); err != nil || m.Offset == nil {
+			return fmt.Errorf("answer %q: no offset (%v)", body, err)
+		}
+		if err := ack(*m.Offset, v); err != nil {
+			return err
+		}
+	}
+}
+
+// cleanHTTPEnd reports whether err is how a JSON API client may see logd
+// stop: 503 UNAVAILABLE, or its connection closed or refused (no
+// timeout).
+func cleanHTTPEnd(err error) bool {
+	var se *httpStatusError
+	if errors.As(err, &se) {
+		return se.status == http.StatusServiceUnavailable && se.body.Code == "UNAVAILABLE"
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) || ue.Timeout() {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "server closed idle connection")
 }
 
 func TestACLOverTheWire(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -48,6 +49,21 @@ const (
 	stopTimeout    = 30 * time.Second
 	commandTimeout = 30 * time.Second
 )
+
+// seedFlag replays a randomized test: each logs the seed it used.
+var seedFlag = flag.Uint64("seed", 0, "seed of the randomized tests (0: from the clock)")
+
+// testSeed returns the seed of t's random choices, and logs it with the
+// command that replays them.
+func testSeed(t testing.TB) uint64 {
+	t.Helper()
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (replay: go test ./test -run '^%s$' -seed %d)", seed, strings.ReplaceAll(t.Name(), "/", "$/^"), seed)
+	return seed
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
