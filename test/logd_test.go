@@ -253,6 +253,12 @@ var started atomic.Int64
 // failed, its stderr is logged.
 func startLogd(t testing.TB, configDir, dataDir string, extra ...string) *process {
 	t.Helper()
+	return startLogdBin(t, logdBin, configDir, dataDir, extra...)
+}
+
+// startLogdBin is startLogd with the logd binary bin.
+func startLogdBin(t testing.TB, bin, configDir, dataDir string, extra ...string) *process {
+	t.Helper()
 	args := []string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--http-api-listen", "127.0.0.1:0"}
 	if dataDir != "" {
 		args = append(args, "--data-dir", dataDir)
@@ -265,12 +271,12 @@ func startLogd(t testing.TB, configDir, dataDir string, extra ...string) *proces
 		stderr:    newStderrLog(),
 		exited:    make(chan struct{}),
 	}
-	p.cmd = exec.Command(logdBin, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(cleanEnv(), "LOGD_CONFIG_DIR="+configDir, "HOME="+configDir)
 	p.cmd.Stderr = p.stderr
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", logdBin, err)
+		t.Fatalf("start %s: %v", bin, err)
 	}
 	go func() {
 		p.waitErr = p.cmd.Wait()
@@ -417,9 +423,9 @@ func (p *process) Client(t testing.TB, cn string) logv1.LogClient {
 }
 
 // Dial connects as the client cn whose certificate and key are in
-// certDir, trusting the CA of logd's config dir. The connection is closed
-// when the test ends.
-func (p *process) Dial(t testing.TB, certDir, cn string) *grpc.ClientConn {
+// certDir, trusting the CA of logd's config dir, with opts. The
+// connection is closed when the test ends.
+func (p *process) Dial(t testing.TB, certDir, cn string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	cert, key := pki.ClientFiles(cn)
 	tlsCfg, err := tlsconfig.Client(tlsconfig.Files{
@@ -430,7 +436,8 @@ func (p *process) Dial(t testing.TB, certDir, cn string) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))}, opts...)
+	conn, err := grpc.NewClient(p.GRPCAddr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
