@@ -40,7 +40,10 @@ func TestBadInputOverTheWire(t *testing.T) {
 			goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"))
 		}
 	})
-	const maxRecord = 4096
+	const (
+		maxRecord = 4096
+		maxCalls  = 1000 // per fuzzer, if 3 s allow so many
+	)
 	ts := startServer(t, func(c *Config, l *log.Config) {
 		l.MaxRecordBytes = maxRecord
 		l.Logger, c.Logger = zap.NewNop(), zap.NewNop() // thousands of calls
@@ -55,7 +58,7 @@ func TestBadInputOverTheWire(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	stats, steady, err := wirefuzz.RunBeside(ctx, targets, seed, good)
+	stats, steady, err := wirefuzz.RunBeside(ctx, targets, seed, maxCalls, good)
 	t.Logf("fuzzed: %v", stats)
 	t.Logf("steady client: %d records produced and read back meanwhile", steady)
 	if err != nil {

@@ -103,10 +103,9 @@ func Sane(err error) error {
 }
 
 // grpcDecodeErrors begin the messages of the Internal statuses grpc-go
-// answers undecodable frames and wrong message counts with.
+// (1.85) answers undecodable frames and wrong message counts with.
 var grpcDecodeErrors = []string{
 	"grpc: failed to unmarshal the received message",
-	"grpc: error unmarshalling request",
 	"cardinality violation",
 }
 
@@ -262,16 +261,16 @@ func Run(ctx context.Context, targets []Target, seed uint64, calls int) Stats {
 	return total
 }
 
-// SteadyTopic is the topic of the Steady client that RunBeside runs:
-// the fuzzers of DefaultTargets never delete it, and only root's may
-// write to it (by chance).
+// SteadyTopic is the topic of the Steady client that RunBeside runs. No
+// fuzzer of DefaultTargets aims at it: their topics and made-up names are
+// others, and a mutation would have to rewrite most of one to hit it.
 const SteadyTopic = "alice/steady"
 
 // DefaultTargets returns n targets for each principal of logd's default
 // policy (root, alice, bob, nobody), each on a connection that dial makes
 // for it (by client certificate CN), aiming at topics of its own, of
 // others and the default. Root's, bob's and nobody's may delete topics;
-// alice's, who could delete SteadyTopic, may not.
+// alice's, who may delete SteadyTopic, may not.
 func DefaultTargets(dial func(cn string) grpc.ClientConnInterface, n, maxRecordBytes int) []Target {
 	var targets []Target
 	for _, p := range []struct {
@@ -293,11 +292,13 @@ func DefaultTargets(dial func(cn string) grpc.ClientConnInterface, n, maxRecordB
 	return targets
 }
 
-// RunBeside runs targets as Run does (with no bound on the calls) and,
-// meanwhile, Steady on c, a client allowed SteadyTopic (alice or root).
-// It returns the fuzzers' Stats, the records the steady client checked
-// and its error.
-func RunBeside(ctx context.Context, targets []Target, seed uint64, c logv1.LogClient) (Stats, int, error) {
+// RunBeside runs targets as Run does and, meanwhile, Steady on c, a
+// client allowed SteadyTopic (alice or root), until ctx ends or the
+// fuzzers are done. It returns the fuzzers' Stats, the records the
+// steady client checked and its error.
+func RunBeside(ctx context.Context, targets []Target, seed uint64, calls int, c logv1.LogClient) (Stats, int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var (
 		n   int
 		err error
@@ -308,7 +309,8 @@ func RunBeside(ctx context.Context, targets []Target, seed uint64, c logv1.LogCl
 		defer wg.Done()
 		n, err = Steady(ctx, c, SteadyTopic)
 	}()
-	stats := Run(ctx, targets, seed, 0)
+	stats := Run(ctx, targets, seed, calls)
+	cancel()
 	wg.Wait()
 	return stats, n, err
 }
