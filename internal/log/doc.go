@@ -16,8 +16,8 @@
 // Other names in a topic directory are ignored.
 //
 // Deleting a topic ([Topics.Delete], [Log.Remove]) closes its log, renames
-// its directory to a tombstone (the name followed by "~deleted-" and a
-// number, which no topic's directory can be), fsyncs the data directory and
+// its directory to a tombstone (the name, cut to 226 bytes, followed by
+// "~deleted-" and a number, which no topic's directory can be), fsyncs the data directory and
 // then removes the tombstone, so a crash never leaves part of a topic;
 // [OpenTopics] removes tombstones it finds.
 //

@@ -875,15 +875,17 @@ func (l *Log) Close() error {
 
 // Remove closes the log and deletes its directory. Calls in flight and
 // later calls get an error that is both ErrTopicDeleted and ErrClosed.
-// The directory is first renamed to a tombstone beside it (its name with
-// TombstoneMark and a number appended), so that a crash during the
-// removal leaves either the whole log or a tombstone, never part of a
-// log; OpenTopics removes tombstones it finds.
+// The directory is first renamed to a tombstone beside it (its name, cut
+// to maxTombstonePrefix bytes, with TombstoneMark and a number appended),
+// so that a crash during the removal leaves either the whole log or a
+// tombstone, never part of a log; OpenTopics removes tombstones it finds.
 func (l *Log) Remove() error {
 	l.deleted.Store(true)
 	cerr := l.Close()
 	dir := filepath.Clean(l.cfg.Dir)
-	tomb := fmt.Sprintf("%s%s%d", dir, TombstoneMark, l.cfg.Now().UnixNano())
+	base := filepath.Base(dir)
+	base = base[:min(len(base), maxTombstonePrefix)]
+	tomb := filepath.Join(filepath.Dir(dir), fmt.Sprintf("%s%s%d", base, TombstoneMark, l.cfg.Now().UnixNano()))
 	if err := l.fs.Rename(dir, tomb); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("log: remove: %w", err)
@@ -906,6 +908,12 @@ func (l *Log) Remove() error {
 // TombstoneMark is what Remove puts in the name of a log directory it is
 // deleting; it cannot appear in a topic's directory name.
 const TombstoneMark = "~deleted-"
+
+// maxTombstonePrefix is how much of a log directory's name its tombstone
+// keeps, so that with TombstoneMark and up to 20 digits it fits in 255
+// bytes, the longest file name of common file systems: a topic of
+// MaxTopicLen bytes would not.
+const maxTombstonePrefix = 255 - len(TombstoneMark) - 20
 
 // closedErr is the error of a call on the closed log: ErrClosed, or if
 // the log was removed an error that is also ErrTopicDeleted.

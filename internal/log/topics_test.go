@@ -456,6 +456,41 @@ func TestTopicsOpenWaitsForDelete(t *testing.T) {
 	ftCheckRange(t, nl, 0, 4)
 }
 
+// TestTopicsDeleteLongName: a topic whose name has the longest length
+// allowed is deleted like any other, although its directory's name
+// followed by TombstoneMark and a number is longer than a file name may
+// be (255 bytes).
+func TestTopicsDeleteLongName(t *testing.T) {
+	cfg := ftTopicsConfig(t)
+	tp := ftOpenTopics(t, cfg)
+	for _, name := range []string{strings.Repeat("a", MaxTopicLen), strings.Repeat("ab/", 82) + "abc"} {
+		l, err := tp.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ftAppendRange(t, l, 0, 4)
+		dir := l.Dir()
+		if _, err := tp.Delete(name); err != nil {
+			t.Fatalf("Delete of a %d-byte topic: %v", len(name), err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat(topic directory) after Delete = %v, want ErrNotExist", err)
+		}
+		if entries, err := os.ReadDir(cfg.Dir); err != nil || len(entries) != 0 {
+			t.Errorf("data directory after Delete: %d entries (%v), want none", len(entries), err)
+		}
+		// The topic comes back empty.
+		nl, err := tp.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ftAppendRange(t, nl, 0, 1)
+		if _, err := tp.Delete(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestOpenTopicsRemovesTombstones: a directory a Delete left behind when
 // the process died is removed at open, and is not a topic.
 func TestOpenTopicsRemovesTombstones(t *testing.T) {
