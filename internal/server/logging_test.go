@@ -143,6 +143,14 @@ func TestCallLogLines(t *testing.T) {
 			t.Errorf("produce line lacks %s: %v", key, ok)
 		}
 	}
+	// ctxT gives the calls a deadline 10s on; the line says when.
+	d, _ := ok["grpc.request.deadline"].(string)
+	if dl, err := time.Parse(time.RFC3339, d); err != nil || time.Until(dl) < 0 || time.Until(dl) > 11*time.Second {
+		t.Errorf("produce line: grpc.request.deadline %q, want the call's deadline (RFC 3339)", d)
+	}
+	if _, found := ok["grpc.error"]; found {
+		t.Errorf("OK produce line has grpc.error: %v", ok)
+	}
 	if lines[1].Level != zapcore.InfoLevel {
 		t.Errorf("got level %v for an OK call, want info", lines[1].Level)
 	}

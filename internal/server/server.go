@@ -89,15 +89,15 @@ func New(cfg Config) (*Server, error) {
 	cfg.Observer = tails
 	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer, audit: auditor{cfg.Audit}}
 	qg := &quotaGuard{q: cfg.Quotas, obs: cfg.Observer, logger: cfg.Logger}
-	logUnary, logStream := loggingInterceptors(cfg.Logger)
+	calls := callLogger{cfg.Logger}
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
 		// Spans and OpenCensus views per call; the span is in the context
 		// before the interceptors run, so log lines carry its trace id.
 		grpc.StatsHandler(&ocgrpc.ServerHandler{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
-		grpc.ChainUnaryInterceptor(callInfoUnary, logUnary, qg.unary, g.unary),
-		grpc.ChainStreamInterceptor(callInfoStream, logStream, qg.stream, g.stream),
+		grpc.ChainUnaryInterceptor(calls.unary, qg.unary, g.unary),
+		grpc.ChainStreamInterceptor(calls.stream, qg.stream, g.stream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	gs := grpc.NewServer(opts...)
