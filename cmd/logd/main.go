@@ -116,7 +116,10 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	if err != nil {
 		return usagef("--quota-file: %v", err)
 	}
-	quotas := quota.New(quotaCfg)
+	var quotas *quota.Quotas // none without a file: nothing to check per call
+	if cfg.quotaFile != "" {
+		quotas = quota.New(quotaCfg)
+	}
 
 	metrics, err := telemetry.NewMetrics(
 		telemetry.WithPrincipal(func(ctx context.Context) string { p, _ := server.Principal(ctx); return p }),

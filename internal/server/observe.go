@@ -101,16 +101,20 @@ func (ci *callInfo) isQuiet() bool {
 }
 
 // touched records that the call produced or consumed offset off.
-func (ci *callInfo) touched(off uint64) {
-	if ci == nil {
+func (ci *callInfo) touched(off uint64) { ci.touchedRange(off, off, 1) }
+
+// touchedRange records that the call produced or consumed n records,
+// from offset first to last.
+func (ci *callInfo) touchedRange(first, last uint64, n int) {
+	if ci == nil || n == 0 {
 		return
 	}
 	ci.mu.Lock()
 	if ci.records == 0 {
-		ci.first = off
+		ci.first = first
 	}
-	ci.last = off
-	ci.records++
+	ci.last = last
+	ci.records += n
 	ci.mu.Unlock()
 }
 

@@ -43,7 +43,7 @@ type Config struct {
 	// actions (see auditor).
 	Audit *zap.Logger
 	// Quotas, if set, limits each principal and topic (see quotaGuard);
-	// reload it with its Set.
+	// reload it with its Set. Nil limits nothing, at no cost per call.
 	Quotas *quota.Quotas
 }
 
@@ -90,14 +90,21 @@ func New(cfg Config) (*Server, error) {
 	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer, audit: auditor{cfg.Audit}}
 	qg := &quotaGuard{q: cfg.Quotas, obs: cfg.Observer, logger: cfg.Logger}
 	calls := callLogger{cfg.Logger}
+	unary := []grpc.UnaryServerInterceptor{calls.unary, qg.unary, g.unary}
+	stream := []grpc.StreamServerInterceptor{calls.stream, qg.stream, g.stream}
+	if cfg.Quotas == nil {
+		// No quotas: no interceptor to pass through.
+		unary = []grpc.UnaryServerInterceptor{calls.unary, g.unary}
+		stream = []grpc.StreamServerInterceptor{calls.stream, g.stream}
+	}
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
 		// Spans and OpenCensus views per call; the span is in the context
 		// before the interceptors run, so log lines carry its trace id.
 		grpc.StatsHandler(&ocgrpc.ServerHandler{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
-		grpc.ChainUnaryInterceptor(calls.unary, qg.unary, g.unary),
-		grpc.ChainStreamInterceptor(calls.stream, qg.stream, g.stream),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	gs := grpc.NewServer(opts...)
