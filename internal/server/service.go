@@ -321,6 +321,18 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	acks := make(chan ack, s.window)
+	defer func() {
+		// Appends started and not answered (the stream failed, or the
+		// server shuts down) are waited for all the same, so that they
+		// are written (and readable) as any append is, unacknowledged.
+		go func() {
+			for a := range acks {
+				if a.err == nil {
+					_ = a.pending.Wait()
+				}
+			}
+		}()
+	}()
 	go func() {
 		defer close(acks)
 		for {

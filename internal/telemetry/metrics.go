@@ -152,6 +152,9 @@ type Metrics struct {
 	handler   http.Handler
 	producer  *producer
 
+	taggedMu  sync.RWMutex
+	taggedCtx map[series]context.Context // see tagged
+
 	mu           sync.Mutex
 	following    map[string]int64 // open tail consumers by topic; no zero entries
 	source       TopicSource      // nil: no storage gauges
@@ -250,8 +253,7 @@ func (m *Metrics) Appended(ctx context.Context, topic string, records, bytes int
 	if m == nil {
 		return
 	}
-	_ = stats.RecordWithTags(ctx,
-		[]tag.Mutator{tag.Upsert(keyTopic, tagValue(topic)), tag.Upsert(keyPrincipal, m.principalOf(ctx))},
+	stats.Record(m.tagged(topic, m.principalOf(ctx)),
 		mRecordsAppended.M(int64(records)), mBytesAppended.M(int64(bytes)), mAppendLatency.M(milliseconds(latency)))
 }
 
@@ -260,9 +262,7 @@ func (m *Metrics) Read(ctx context.Context, topic string, records, bytes int) {
 	if m == nil {
 		return
 	}
-	_ = stats.RecordWithTags(ctx,
-		[]tag.Mutator{tag.Upsert(keyTopic, tagValue(topic)), tag.Upsert(keyPrincipal, m.principalOf(ctx))},
-		mRecordsRead.M(int64(records)), mBytesRead.M(int64(bytes)))
+	stats.Record(m.tagged(topic, m.principalOf(ctx)), mRecordsRead.M(int64(records)), mBytesRead.M(int64(bytes)))
 }
 
 // Denied records a call by principal refused by the ACL for action on
@@ -356,6 +356,39 @@ func (m *Metrics) snapshot() (TopicSource, map[string]int64) {
 		f[k] = v
 	}
 	return m.source, f
+}
+
+// series is a (topic, principal) pair: the labels of the append and
+// read counters.
+type series struct{ topic, principal string }
+
+// maxTagged bounds the tagged contexts a Metrics keeps; when full it
+// starts afresh.
+const maxTagged = 1 << 14
+
+// tagged returns a context whose tags are topic and principal (made
+// valid tag values), for recording the append and read measures: one
+// tag map per series, made once, rather than one per recording. The
+// call's own tags (ocgrpc's method) are in no view of these measures.
+func (m *Metrics) tagged(topic, principal string) context.Context {
+	k := series{topic, principal}
+	m.taggedMu.RLock()
+	ctx, ok := m.taggedCtx[k]
+	m.taggedMu.RUnlock()
+	if ok {
+		return ctx
+	}
+	ctx, err := tag.New(context.Background(), tag.Upsert(keyTopic, tagValue(topic)), tag.Upsert(keyPrincipal, principal))
+	if err != nil { // cannot happen: tagValue makes every value valid
+		return context.Background()
+	}
+	m.taggedMu.Lock()
+	if m.taggedCtx == nil || len(m.taggedCtx) >= maxTagged {
+		m.taggedCtx = make(map[series]context.Context)
+	}
+	m.taggedCtx[k] = ctx
+	m.taggedMu.Unlock()
+	return ctx
 }
 
 func (m *Metrics) principalOf(ctx context.Context) string {
