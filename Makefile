@@ -13,7 +13,7 @@ BENCHCOUNT ?= 3
 FUZZTIME ?= 30s
 RUNFLAGS ?=
 
-.PHONY: all build run test test-short vet proto gencert certs revoke crl bench bench-log fuzz clean
+.PHONY: all build run test test-short vet proto gencert certs revoke crl bench bench-log bench-e2e fuzz clean
 
 all: build
 
@@ -90,11 +90,20 @@ crl:
 	mv $(CONFIG_DIR)/crl.pem.tmp $(CONFIG_DIR)/crl.pem; \
 	echo "wrote $(CONFIG_DIR)/crl.pem ($$(grep -c . $(CONFIG_DIR)/revoked-serials.txt) revoked)"
 
-# Storage benchmarks; each carries its own baseline (BenchmarkRawAppend).
-bench: bench-log
+# Storage benchmarks (each carries its own baseline, BenchmarkRawAppend),
+# then logd end to end against the ceiling server (test/bench).
+BENCHFLAGS ?=
+bench: bench-log bench-e2e
 
 bench-log:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) ./internal/log/
+
+# logd and the ceiling as processes, workload by workload: a Markdown
+# table of records/s, latency and peak RSS against issue 7's targets.
+# BENCHFLAGS='-trial 5s' (or LOGD_BENCH_TRIAL=5s) for longer trials; see
+# go run ./test/bench -h.
+bench-e2e:
+	$(GO) run ./test/bench $(BENCHFLAGS)
 
 # Fuzz the record decoder and the recovery of arbitrary files.
 fuzz:
