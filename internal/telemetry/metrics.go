@@ -130,15 +130,11 @@ var (
 	}
 )
 
-// views returns every view NewMetrics registers: logd's and ocgrpc's
-// default server views.
+// views returns every view NewMetrics registers: logd's rare events and
+// ocgrpc's default server views. The views of appends, reads and fsyncs
+// (viewRecordsAppended, …) define series that inPlace aggregates instead.
 func views() []*view.View {
-	v := []*view.View{
-		viewRecordsAppended, viewBytesAppended, viewRecordsRead, viewBytesRead,
-		viewAppendLatency, viewFsyncLatency, viewFsyncBatch, viewAuthzDenials,
-		viewConfigReloads,
-		viewQuotaExceeded,
-	}
+	v := []*view.View{viewAuthzDenials, viewConfigReloads, viewQuotaExceeded}
 	return append(v, ocgrpc.DefaultServerViews...)
 }
 
@@ -152,8 +148,7 @@ type Metrics struct {
 	handler   http.Handler
 	producer  *producer
 
-	taggedMu  sync.RWMutex
-	taggedCtx map[series]context.Context // see tagged
+	inPlace *inPlace // appends, reads and fsyncs
 
 	mu           sync.Mutex
 	following    map[string]int64 // open tail consumers by topic; no zero entries
@@ -183,7 +178,7 @@ func WithLogger(l *zap.Logger) Option {
 // the Prometheus handler on a registry of its own. Call it once per
 // process; Unregister undoes it.
 func NewMetrics(opts ...Option) (*Metrics, error) {
-	m := &Metrics{following: map[string]int64{}}
+	m := &Metrics{following: map[string]int64{}, inPlace: newInPlace()}
 	for _, o := range opts {
 		o(m)
 	}
@@ -253,8 +248,7 @@ func (m *Metrics) Appended(ctx context.Context, topic string, records, bytes int
 	if m == nil {
 		return
 	}
-	stats.Record(m.tagged(topic, m.principalOf(ctx)),
-		mRecordsAppended.M(int64(records)), mBytesAppended.M(int64(bytes)), mAppendLatency.M(milliseconds(latency)))
+	m.inPlace.appendedTo(series{tagValue(topic), m.principalOf(ctx)}, records, bytes, milliseconds(latency))
 }
 
 // Read records records sent to a consumer of topic.
@@ -262,7 +256,7 @@ func (m *Metrics) Read(ctx context.Context, topic string, records, bytes int) {
 	if m == nil {
 		return
 	}
-	stats.Record(m.tagged(topic, m.principalOf(ctx)), mRecordsRead.M(int64(records)), mBytesRead.M(int64(bytes)))
+	m.inPlace.readFrom(series{tagValue(topic), m.principalOf(ctx)}, records, bytes)
 }
 
 // Denied records a call by principal refused by the ACL for action on
@@ -330,9 +324,7 @@ func (m *Metrics) Synced(topic string, d time.Duration, records uint64) {
 	if m == nil {
 		return
 	}
-	_ = stats.RecordWithTags(context.Background(),
-		[]tag.Mutator{tag.Upsert(keyTopic, tagValue(topic))},
-		mFsyncLatency.M(milliseconds(d)), mFsyncRecords.M(int64(min(records, 1<<62))))
+	m.inPlace.synced(tagValue(topic), milliseconds(d), int64(min(records, 1<<62)))
 }
 
 // ObserveTopics makes the gauge producer report the storage gauges of
@@ -361,35 +353,6 @@ func (m *Metrics) snapshot() (TopicSource, map[string]int64) {
 // series is a (topic, principal) pair: the labels of the append and
 // read counters.
 type series struct{ topic, principal string }
-
-// maxTagged bounds the tagged contexts a Metrics keeps; when full it
-// starts afresh.
-const maxTagged = 1 << 14
-
-// tagged returns a context whose tags are topic and principal (made
-// valid tag values), for recording the append and read measures: one
-// tag map per series, made once, rather than one per recording. The
-// call's own tags (ocgrpc's method) are in no view of these measures.
-func (m *Metrics) tagged(topic, principal string) context.Context {
-	k := series{topic, principal}
-	m.taggedMu.RLock()
-	ctx, ok := m.taggedCtx[k]
-	m.taggedMu.RUnlock()
-	if ok {
-		return ctx
-	}
-	ctx, err := tag.New(context.Background(), tag.Upsert(keyTopic, tagValue(topic)), tag.Upsert(keyPrincipal, principal))
-	if err != nil { // cannot happen: tagValue makes every value valid
-		return context.Background()
-	}
-	m.taggedMu.Lock()
-	if m.taggedCtx == nil || len(m.taggedCtx) >= maxTagged {
-		m.taggedCtx = make(map[series]context.Context)
-	}
-	m.taggedCtx[k] = ctx
-	m.taggedMu.Unlock()
-	return ctx
-}
 
 func (m *Metrics) principalOf(ctx context.Context) string {
 	var p string
