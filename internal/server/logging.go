@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,7 +38,25 @@ func callLevel(c codes.Code) zapcore.Level {
 // deadline, RFC 3339), grpc.code, grpc.error (if it failed) and
 // grpc.duration_ms. It builds the line from typed fields, with no
 // intermediate maps, and only if the line's level is enabled.
-type callLogger struct{ l *zap.Logger }
+type callLogger struct {
+	core zapcore.Core
+	name string
+	// caller is what the line names as its caller if the logger adds the
+	// caller (zap.AddCaller): this file, found once rather than per call.
+	caller zapcore.EntryCaller
+}
+
+func newCallLogger(l *zap.Logger) callLogger {
+	c := callLogger{core: l.Core(), name: l.Name()}
+	if ce := l.Check(zapcore.ErrorLevel, ""); ce != nil && ce.Caller.Defined {
+		c.caller = zapcore.NewEntryCaller(runtime.Caller(0))
+	}
+	return c
+}
+
+// fieldsPool holds the field slices of call lines; a line's fields are
+// encoded before its Write returns.
+var fieldsPool = sync.Pool{New: func() any { s := make([]zap.Field, 0, 14); return &s }}
 
 func (c callLogger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
@@ -61,13 +81,20 @@ func (c callLogger) finish(ctx context.Context, method string, start time.Time, 
 		err = nil
 	}
 	code := status.Code(err)
-	ce := c.l.Check(callLevel(code), "finished call")
+	ce := c.core.Check(zapcore.Entry{
+		LoggerName: c.name, Time: time.Now(), Level: callLevel(code), Message: "finished call", Caller: c.caller,
+	}, nil)
 	ci := callInfoFrom(ctx)
 	if ce == nil || ci.isQuiet() {
 		return
 	}
-	f := make([]zap.Field, 0, 14)
-	f = ci.appendFields(ctx, f)
+	fp := fieldsPool.Get().(*[]zap.Field)
+	defer func() {
+		clear(*fp)
+		*fp = (*fp)[:0]
+		fieldsPool.Put(fp)
+	}()
+	f := ci.appendFields(ctx, *fp)
 	service, name := splitMethod(method)
 	f = append(f, zap.String("grpc.service", service), zap.String("grpc.method", name))
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -82,6 +109,7 @@ func (c callLogger) finish(ctx context.Context, method string, start time.Time, 
 	}
 	f = append(f, zap.Float64("grpc.duration_ms", float64(time.Since(start).Microseconds())/1000))
 	ce.Write(f...)
+	*fp = f
 }
 
 // splitMethod splits "/log.v1.Log/Produce" into its service and method.

@@ -89,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.Observer = tails
 	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer, audit: auditor{cfg.Audit}}
 	qg := &quotaGuard{q: cfg.Quotas, obs: cfg.Observer, logger: cfg.Logger}
-	calls := callLogger{cfg.Logger}
+	calls := newCallLogger(cfg.Logger)
 	unary := []grpc.UnaryServerInterceptor{calls.unary, qg.unary, g.unary}
 	stream := []grpc.StreamServerInterceptor{calls.stream, qg.stream, g.stream}
 	if cfg.Quotas == nil {
