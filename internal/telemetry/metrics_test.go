@@ -124,7 +124,6 @@ func TestAppendedAndRead(t *testing.T) {
 	}
 }
 
-
 func TestSynced(t *testing.T) {
 	m := newMetrics(t)
 	topic := uniqueTopic(t)
