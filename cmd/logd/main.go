@@ -179,6 +179,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		TLS:            tlsFiles.Config("h2"),
 		MaxRecordBytes: lcfg.MaxRecordBytes,
 		Observer:       metrics,
+		StatsHandler:   &telemetry.ServerHandler{},
 		Logger:         logger,
 		Audit:          audit,
 		Quotas:         quotas,
