@@ -344,3 +344,31 @@ func BenchmarkPipelinedAppend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRawSync is the floor of an append under --sync always with one
+// appender: a frame's bytes written to a plain file and an fdatasync, as
+// the log does them, with nothing else. Compare BenchmarkPipelinedAppend
+// sync=always/window=1, the log's own.
+func BenchmarkRawSync(b *testing.B) {
+	const size = 256
+	f, err := OSFS{}.OpenFile(filepath.Join(b.TempDir(), "raw"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, headerSize+size)
+	var at int64
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := f.WriteAt(buf, at); err != nil {
+			b.Fatal(err)
+		}
+		at += int64(len(buf))
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	benchRate(b, b.N)
+}
