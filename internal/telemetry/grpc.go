@@ -139,8 +139,7 @@ func (h *ServerHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 		if d.span.IsRecordingEvents() {
 			d.span.AddAttributes(trace.BoolAttribute("Client", rs.Client), trace.BoolAttribute("FailFast", rs.FailFast))
 		}
-		d.record(d.method.begin, []tag.Mutator{tag.Upsert(ocgrpc.KeyServerMethod, d.method.name), tag.Upsert(ocgrpc.KeyClientMethod, d.method.name)},
-			nil, ocgrpc.ServerStartedRPCs.M(1))
+		d.record(d.method.begin, ocgrpc.KeyClientMethod, d.method.name, nil, ocgrpc.ServerStartedRPCs.M(1))
 	case *stats.InPayload:
 		d.recvBytes.Add(int64(rs.Length))
 		d.recvCount.Add(1)
@@ -172,8 +171,7 @@ func (h *ServerHandler) end(d *rpcData, rs *stats.End) {
 	if sc := d.span.SpanContext(); sc.IsSampled() {
 		exemplar = map[string]any{metricdata.AttachmentKeySpanContext: sc}
 	}
-	d.record(d.method.endTags(st), []tag.Mutator{tag.Upsert(ocgrpc.KeyServerMethod, d.method.name), tag.Upsert(ocgrpc.KeyServerStatus, st)},
-		exemplar,
+	d.record(d.method.endTags(st), ocgrpc.KeyServerStatus, st, exemplar,
 		ocgrpc.ServerSentBytesPerRPC.M(d.sentBytes.Load()),
 		ocgrpc.ServerSentMessagesPerRPC.M(d.sentCount.Load()),
 		ocgrpc.ServerReceivedMessagesPerRPC.M(d.recvCount.Load()),
@@ -181,11 +179,12 @@ func (h *ServerHandler) end(d *rpcData, rs *stats.End) {
 		ocgrpc.ServerLatency.M(latency))
 }
 
-// record records ms with the tags of tagged, which mut makes; if the
-// caller sent tags, with those too, under mut's (as with ocgrpc).
-func (d *rpcData) record(tagged context.Context, mut []tag.Mutator, exemplar map[string]any, ms ...ocstats.Measurement) {
+// record records ms with the tags of tagged: the method and k = v. If the
+// caller sent tags, with those too, under these (as with ocgrpc).
+func (d *rpcData) record(tagged context.Context, k tag.Key, v string, exemplar map[string]any, ms ...ocstats.Measurement) {
 	if d.propagated != nil {
-		if ctx, err := tag.New(tag.NewContext(context.Background(), d.propagated), mut...); err == nil {
+		ctx := tag.NewContext(context.Background(), d.propagated)
+		if ctx, err := tag.New(ctx, tag.Upsert(ocgrpc.KeyServerMethod, d.method.name), tag.Upsert(k, v)); err == nil {
 			tagged = ctx
 		}
 	}
