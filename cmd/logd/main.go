@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,8 +51,16 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
+// gcPercent is the garbage collector's GOGC unless $GOGC is set: twice
+// Go's default, which costs logd a few percent less CPU per call for a
+// larger heap (see the README's Running logd).
+const gcPercent = 200
+
 // run is main without the exit: it returns the exit status.
 func run(args []string, stderr io.Writer) int {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
