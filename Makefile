@@ -92,8 +92,11 @@ crl:
 
 # Storage benchmarks (each carries its own baseline, BenchmarkRawAppend),
 # then logd end to end against the ceiling server (test/bench).
+# One after the other, even under make -j: they would skew each other.
 BENCHFLAGS ?=
-bench: bench-log bench-e2e
+bench:
+	$(MAKE) --no-print-directory bench-log
+	$(MAKE) --no-print-directory bench-e2e
 
 bench-log:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) ./internal/log/

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/logd/logd/api/client"
@@ -37,11 +38,24 @@ func newHarness(ctx context.Context, o *options, progress io.Writer) (*harness, 
 		return nil, err
 	}
 	h := &harness{o: o, progress: progress, dir: dir, certs: filepath.Join(dir, "certs"), logd: o.logdBin, ceiling: o.ceilingBin}
+	// Build what was not given.
+	var pkgs []string
+	var bins []*string
 	if h.logd == "" {
-		h.logf("building logd and the ceiling")
-		if h.logd, h.ceiling, err = build(ctx, filepath.Join(dir, "bin"), o.race); err != nil {
+		pkgs, bins = append(pkgs, "github.com/logd/logd/cmd/logd"), append(bins, &h.logd)
+	}
+	if h.ceiling == "" {
+		pkgs, bins = append(pkgs, "github.com/logd/logd/test/ceiling"), append(bins, &h.ceiling)
+	}
+	if len(pkgs) > 0 {
+		h.logf("building %s", strings.Join(pkgs, " "))
+		built, err := build(ctx, filepath.Join(dir, "bin"), o.race, pkgs...)
+		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
+		}
+		for i, b := range bins {
+			*b = built[i]
 		}
 	}
 	if err := pki.Generate(h.certs, principal); err != nil {
@@ -144,13 +158,10 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 		defer t.c.Close()
 	}
 	topic := "bench/" + w.name
-	// A trial that takes far longer than asked is stuck.
-	bound := func(d time.Duration) (context.Context, context.CancelFunc) {
-		return context.WithTimeout(ctx, 10*d+2*time.Minute)
-	}
-	// Each call's context is bounded; a failure names the server.
+	// do runs one step against t; a step that takes far longer than a
+	// trial is stuck, and a failure names the server and its log.
 	do := func(t *target, what string, f func(context.Context) error) error {
-		tctx, cancel := bound(h.o.trial)
+		tctx, cancel := context.WithTimeout(ctx, 10*h.o.trial+2*time.Minute)
 		defer cancel()
 		if err := f(tctx); err != nil {
 			return fmt.Errorf("%s: %s: %w (log: %s)", t.srv.name, what, err, t.srv.logPath)
@@ -189,7 +200,7 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 					return err
 				}
 				end, err := t.srv.cpuTime()
-				tr.cpu = end - cpu
+				tr.cpu = end.sub(cpu)
 				return err
 			}); err != nil {
 				return nil, err
@@ -208,6 +219,10 @@ func (h *harness) pair(ctx context.Context, logd *server, sync string, w *worklo
 			return nil, err
 		}
 		h.logf("--sync %s %s: CPU profile of logd in %s", sync, w.name, r.profile)
+	}
+	// The ceiling keeps every record: say what that costs.
+	if rss, err := ceiling.peakRSS(); err == nil {
+		h.logf("--sync %s %s: ceiling peak RSS %.0f MiB", sync, w.name, float64(rss)/(1<<20))
 	}
 	if err := ceiling.stop(); err != nil {
 		return nil, err

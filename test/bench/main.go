@@ -25,6 +25,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,6 +40,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -70,6 +74,10 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	o := &options{args: args}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: go run ./test/bench [flags]\n\nRuns logd and the ceiling server side by side and prints a Markdown report\n(see the README's Performance section). Each flag may also be set as\n%s<FLAG> (capitals, _ for -).\n\nFlags:\n", envPrefix)
+		fs.PrintDefaults()
+	}
 	fs.DurationVar(&o.trial, "trial", 2*time.Second, "length of each produce trial")
 	fs.IntVar(&o.trials, "trials", 3, "trials per server and workload (the rate shown is their median)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured run of each workload on each server before its trials")
@@ -106,8 +114,6 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-trial must be positive and -warmup not negative")
 	case o.trials < 1 || o.size < 0 || o.window < 1 || o.consumeRecords < 1:
 		return nil, fmt.Errorf("-trials, -window and -consume-records must be at least 1, -size not negative")
-	case (o.logdBin == "") != (o.ceilingBin == ""):
-		return nil, fmt.Errorf("-logd and -ceiling go together")
 	}
 	for s := range strings.SplitSeq(*syncs, ",") {
 		if s != "always" && s != "none" && s != "interval" {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -24,20 +25,25 @@ const (
 	buildTimeout = 10 * time.Minute
 )
 
-// build compiles logd and the ceiling into dir and returns their paths.
-func build(ctx context.Context, dir string, race bool) (logd, ceiling string, err error) {
+// build compiles the main packages pkgs (import paths) into dir and
+// returns the binaries' paths, in the same order.
+func build(ctx context.Context, dir string, race bool, pkgs ...string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	if race {
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/logd/logd/cmd/logd", "github.com/logd/logd/test/ceiling")
+	args = append(args, pkgs...)
 	out, err := exec.CommandContext(ctx, goCommand(), args...).CombinedOutput()
 	if err != nil {
-		return "", "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
-	return filepath.Join(dir, "logd"), filepath.Join(dir, "ceiling"), nil
+	var bins []string
+	for _, p := range pkgs {
+		bins = append(bins, filepath.Join(dir, path.Base(p)))
+	}
+	return bins, nil
 }
 
 // goCommand is the go command on PATH, else the one of this binary's
@@ -159,30 +165,36 @@ func (s *server) peakRSS() (int64, error) {
 	return 0, fmt.Errorf("%s: no VmHWM in /proc/%d/status", s.name, s.cmd.Process.Pid)
 }
 
-// cpuTime returns the user and system CPU time the process has used, all
-// threads together (from /proc/PID/stat, in USER_HZ ticks of 10 ms).
-func (s *server) cpuTime() (time.Duration, error) {
+// cpuUsage is the CPU time a process has used, all threads together.
+type cpuUsage struct{ user, sys time.Duration }
+
+func (u cpuUsage) sub(v cpuUsage) cpuUsage { return cpuUsage{u.user - v.user, u.sys - v.sys} }
+func (u cpuUsage) total() time.Duration    { return u.user + u.sys }
+
+// cpuTime returns the process's CPU time from /proc/PID/stat (in USER_HZ
+// ticks of 10 ms).
+func (s *server) cpuTime() (cpuUsage, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
 	if err != nil {
-		return 0, err
+		return cpuUsage{}, err
 	}
 	// The fields after the command name, which is in parentheses:
 	// state is field 3, utime 14 and stime 15.
 	i := bytes.LastIndexByte(b, ')')
 	f := strings.Fields(string(b[i+1:]))
 	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("%s: /proc/%d/stat: unexpected format", s.name, s.cmd.Process.Pid)
+		return cpuUsage{}, fmt.Errorf("%s: /proc/%d/stat: unexpected format", s.name, s.cmd.Process.Pid)
 	}
-	var ticks int64
-	for _, v := range f[11:13] {
+	var ticks [2]time.Duration
+	for j, v := range f[11:13] {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("%s: /proc/%d/stat: %w", s.name, s.cmd.Process.Pid, err)
+			return cpuUsage{}, fmt.Errorf("%s: /proc/%d/stat: %w", s.name, s.cmd.Process.Pid, err)
 		}
-		ticks += n
+		const userHZ = 100
+		ticks[j] = time.Duration(n) * (time.Second / userHZ)
 	}
-	const userHZ = 100
-	return time.Duration(ticks) * (time.Second / userHZ), nil
+	return cpuUsage{user: ticks[0], sys: ticks[1]}, nil
 }
 
 // stop sends SIGTERM and waits for a clean exit; past stopTimeout it

@@ -59,21 +59,26 @@ type summary struct {
 	p50, p99 time.Duration
 	rates    []float64
 	cpu      time.Duration // the server's CPU time per record
+	sys      float64       // the share of it in the kernel
 }
 
 func summarize(trials []trial) summary {
 	var s summary
 	var lat []time.Duration
-	var cpu time.Duration
+	var cpu cpuUsage
 	records := 0
 	for _, t := range trials {
 		s.rates = append(s.rates, t.rate())
 		lat = append(lat, t.latency...)
-		cpu += t.cpu
+		cpu.user += t.cpu.user
+		cpu.sys += t.cpu.sys
 		records += t.records
 	}
 	if records > 0 {
-		s.cpu = cpu / time.Duration(records)
+		s.cpu = cpu.total() / time.Duration(records)
+	}
+	if cpu.total() > 0 {
+		s.sys = float64(cpu.sys) / float64(cpu.total())
 	}
 	s.rate = median(s.rates)
 	slices.Sort(lat)
@@ -119,12 +124,14 @@ func (r *report) write(w io.Writer) error {
 	fmt.Fprintf(&b, "reads %d pre-filled records. records/s is the median trial; p50 and p99 are over\n", o.consumeRecords)
 	fmt.Fprintf(&b, "every call or record of the trials.\n\n")
 
-	fmt.Fprintf(&b, "| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target | | logd p50 | logd p99 | ceiling p50 | ceiling p99 | logd CPU/rec | ceiling CPU/rec |\n")
+	fmt.Fprintf(&b, "| sync | workload | logd rec/s | ceiling rec/s | logd/ceiling | target | met? | logd p50 | logd p99 | ceiling p50 | ceiling p99 | logd CPU/rec | ceiling CPU/rec |\n")
 	fmt.Fprintf(&b, "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
 	var missed []string
 	met, targets := 0, 0
-	for _, row := range r.rows {
-		l, c := summarize(row.logd), summarize(row.ceiling)
+	sums := make([][2]summary, len(r.rows))
+	for i, row := range r.rows {
+		sums[i] = [2]summary{summarize(row.logd), summarize(row.ceiling)}
+		l, c := sums[i][0], sums[i][1]
 		ratio := 0.0
 		if c.rate > 0 {
 			ratio = l.rate / c.rate
@@ -173,9 +180,11 @@ func (r *report) write(w io.Writer) error {
 	if len(missed) > 0 {
 		fmt.Fprintf(&b, "; NOT met: %s", strings.Join(missed, ", "))
 	}
-	fmt.Fprintf(&b, "\n\ntrials, records/s in the order run:\n\n")
-	for _, row := range r.rows {
-		fmt.Fprintf(&b, "    --sync %-6s %-8s  logd %s  ceiling %s\n", row.sync, row.w.name, rates(row.logd), rates(row.ceiling))
+	fmt.Fprintf(&b, "\n\nTrials, records/s in the order run, and the share of each server's CPU time\nspent in the kernel:\n\n")
+	for i, row := range r.rows {
+		l, c := sums[i][0], sums[i][1]
+		fmt.Fprintf(&b, "    --sync %-6s %-8s  logd %s (sys %.0f%%)  ceiling %s (sys %.0f%%)\n",
+			row.sync, row.w.name, rates(row.logd), 100*l.sys, rates(row.ceiling), 100*c.sys)
 	}
 	if o.cpuprofile != "" {
 		fmt.Fprintf(&b, "\nCPU profiles of logd, one per workload (go tool pprof FILE):\n\n")

@@ -29,7 +29,7 @@ type trial struct {
 	records int
 	elapsed time.Duration
 	latency []time.Duration
-	cpu     time.Duration // the server's CPU time over the trial
+	cpu     cpuUsage // the server's CPU time over the trial
 }
 
 func (t trial) rate() float64 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -230,4 +231,40 @@ func TestConsumeStreamFollowsTail(t *testing.T) {
 	}
 	_, err = st.Recv()
 	wantCode(t, err, codes.NotFound)
+}
+
+// Values are packed into chunks; those that do not fit the current one
+// start a new one, and one larger than a chunk gets its own.
+func TestLargeValues(t *testing.T) {
+	c := startCeiling(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	sizes := []int{600 << 10, 600 << 10, 10, 2 << 20, 0, 300 << 10}
+	var want [][]byte
+	for i, n := range sizes {
+		v := bytes.Repeat([]byte{byte('a' + i)}, n)
+		if off, err := c.Produce(ctx, "t", v); err != nil || off != uint64(i) {
+			t.Fatalf("produce %d bytes: got offset %d, %v; want %d", n, off, err, i)
+		}
+		want = append(want, v)
+	}
+	st, err := c.Log().ConsumeStream(ctx, &logv1.ConsumeRequest{Topic: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range want {
+		r, err := c.Consume(ctx, "t", uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, got := range []*logv1.Record{r, resp.GetRecord()} {
+			if !bytes.Equal(got.GetValue(), v) || got.GetOffset() != uint64(i) {
+				t.Errorf("record %d: got %d bytes at offset %d, want %d bytes of %q", i, len(got.GetValue()), got.GetOffset(), len(v), rune('a'+i))
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,14 +26,6 @@ type memLog struct {
 
 func newMemLog() *memLog {
 	return &memLog{topics: map[string]*topic{}}
-}
-
-// topic is one topic's records; a record's offset is its index.
-type topic struct {
-	mu      sync.Mutex
-	records []*logv1.Record
-	// wake is closed by the next append; nil while no reader waits.
-	wake chan struct{}
 }
 
 // get returns a topic, or nil if no record was ever produced to it.
@@ -63,14 +56,57 @@ func (m *memLog) open(name string) *topic {
 	return t
 }
 
-// append adds a record holding value and returns its offset. The record
-// is never changed afterwards, so readers share it without copying.
+// chunkSize is how many bytes of values a topic stores in one chunk; a
+// larger value gets a chunk of its own.
+const chunkSize = 1 << 20
+
+// topic is one topic's records. Values are copied back to back into large
+// chunks and indexed by offset without pointers, so that millions of
+// records cost the garbage collector next to nothing: a ceiling should not
+// pay for keeping what logd keeps on disk.
+type topic struct {
+	mu      sync.Mutex
+	chunks  [][]byte // written up to len, never moved or rewritten
+	records []record // a record's offset is its index
+	// wake is closed by the next append; nil while no reader waits.
+	wake chan struct{}
+}
+
+// record locates a value in its topic's chunks.
+type record struct {
+	chunk, pos, len int32
+	time            int64 // Unix nanoseconds
+}
+
+// view is the records of a topic up to some offset. It stays valid as
+// appends go on, because they never change what it covers.
+type view struct {
+	chunks  [][]byte
+	records []record
+}
+
+// proto returns the record at off (< len(v.records)) as the API gives it;
+// its value shares the topic's memory and must not be changed.
+func (v view) proto(off uint64) *logv1.Record {
+	r := v.records[off]
+	value := v.chunks[r.chunk][r.pos : r.pos+r.len : r.pos+r.len]
+	return &logv1.Record{Value: value, Offset: off, Time: timestamppb.New(time.Unix(0, r.time))}
+}
+
+// append adds a record holding a copy of value and returns its offset.
 func (t *topic) append(value []byte) uint64 {
-	now := timestamppb.Now()
+	now := time.Now().UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n := len(t.chunks)
+	if n == 0 || len(t.chunks[n-1])+len(value) > cap(t.chunks[n-1]) {
+		t.chunks = append(t.chunks, make([]byte, 0, max(chunkSize, len(value))))
+		n++
+	}
+	c := t.chunks[n-1]
+	t.chunks[n-1] = append(c, value...)
 	off := uint64(len(t.records))
-	t.records = append(t.records, &logv1.Record{Value: value, Offset: off, Time: now})
+	t.records = append(t.records, record{chunk: int32(n - 1), pos: int32(len(c)), len: int32(len(value)), time: now})
 	if t.wake != nil {
 		close(t.wake)
 		t.wake = nil
@@ -78,33 +114,30 @@ func (t *topic) append(value []byte) uint64 {
 	return off
 }
 
-// read returns the record at off and the topic's next offset; the record
-// is nil if off is past the end.
-func (t *topic) read(off uint64) (*logv1.Record, uint64) {
+// view returns the topic's records as they are now.
+func (t *topic) view() view {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	next := uint64(len(t.records))
-	if off >= next {
-		return nil, next
-	}
-	return t.records[off], next
+	return t.viewLocked()
 }
 
-// from returns the records from off to the end, or, when there is none,
-// a channel closed by the next append.
-func (t *topic) from(off uint64) ([]*logv1.Record, <-chan struct{}) {
+// viewLocked is view; t.mu is held.
+func (t *topic) viewLocked() view {
+	return view{chunks: t.chunks[:len(t.chunks):len(t.chunks)], records: t.records[:len(t.records):len(t.records)]}
+}
+
+// from returns the records up to the end, if there is one from off on,
+// or else a channel closed by the next append.
+func (t *topic) from(off uint64) (view, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if off < uint64(len(t.records)) {
-		// Records below len are never written again: the caller may
-		// read them after the lock is released, even if append grows
-		// the slice meanwhile.
-		return t.records[off:len(t.records):len(t.records)], nil
+		return t.viewLocked(), nil
 	}
 	if t.wake == nil {
 		t.wake = make(chan struct{})
 	}
-	return nil, t.wake
+	return view{}, t.wake
 }
 
 // service implements log.v1.Log on a memLog.
@@ -128,11 +161,11 @@ func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 	if t == nil {
 		return nil, status.Errorf(codes.NotFound, "topic %q not found", req.GetTopic())
 	}
-	rec, next := t.read(req.GetOffset())
-	if rec == nil {
+	v := t.view()
+	if next := uint64(len(v.records)); req.GetOffset() >= next {
 		return nil, status.Errorf(codes.OutOfRange, "offset %d is past the end (next offset %d)", req.GetOffset(), next)
 	}
-	return &logv1.ConsumeResponse{Record: rec}, nil
+	return &logv1.ConsumeResponse{Record: v.proto(req.GetOffset())}, nil
 }
 
 // ProduceStream appends each record as it arrives and answers at once:
@@ -166,8 +199,8 @@ func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_Cons
 	ctx := stream.Context()
 	off := req.GetOffset()
 	for {
-		recs, wake := t.from(off)
-		if len(recs) == 0 {
+		v, wake := t.from(off)
+		if wake != nil {
 			select {
 			case <-wake:
 				continue
@@ -175,11 +208,10 @@ func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_Cons
 				return status.FromContextError(ctx.Err()).Err()
 			}
 		}
-		for _, r := range recs {
-			if err := stream.Send(&logv1.ConsumeResponse{Record: r}); err != nil {
+		for ; off < uint64(len(v.records)); off++ {
+			if err := stream.Send(&logv1.ConsumeResponse{Record: v.proto(off)}); err != nil {
 				return err
 			}
 		}
-		off += uint64(len(recs))
 	}
 }
