@@ -53,6 +53,24 @@ func toProto(r log.Record) *logv1.Record {
 	return &logv1.Record{Value: r.Value, Offset: r.Offset, Time: timestamppb.New(r.Time)}
 }
 
+// streamedRecord is a ConsumeResponse, its Record and the Record's Time
+// in one allocation, for a stream that sends one per record.
+type streamedRecord struct {
+	resp logv1.ConsumeResponse
+	rec  logv1.Record
+	time timestamppb.Timestamp
+}
+
+// newConsumeResponse returns the response that sends r, as toProto
+// makes it.
+func newConsumeResponse(r log.Record) *logv1.ConsumeResponse {
+	m := &streamedRecord{}
+	m.time.Seconds, m.time.Nanos = r.Time.Unix(), int32(r.Time.Nanosecond())
+	m.rec.Value, m.rec.Offset, m.rec.Time = r.Value, r.Offset, &m.time
+	m.resp.Record = &m.rec
+	return &m.resp
+}
+
 func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
 	if req.GetRecord() == nil {
 		return nil, status.Error(codes.InvalidArgument, "record is required")
@@ -208,7 +226,7 @@ func (s *service) read(ctx context.Context, topicName string, off uint64) (log.R
 // cancels (or the server shuts down: Unavailable).
 func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
 	return s.follow(stream.Context(), req.GetTopic(), req.GetOffset(), true, func(rec log.Record) error {
-		return stream.Send(&logv1.ConsumeResponse{Record: toProto(rec)})
+		return stream.Send(newConsumeResponse(rec))
 	})
 }
 
