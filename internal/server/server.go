@@ -52,6 +52,12 @@ type Config struct {
 	Quotas *quota.Quotas
 }
 
+// streamWorkers is how many goroutines the gRPC server keeps to run
+// calls on (grpc.NumStreamWorkers); a call that finds none free gets a
+// goroutine of its own, as without them. Idle, each holds a stack of a
+// few KiB.
+const streamWorkers = 64
+
 // requestSlack is what a request may carry beyond its record's value: the
 // topic and protobuf framing.
 const requestSlack = 16 << 10
@@ -111,6 +117,10 @@ func New(cfg Config) (*Server, error) {
 		// before the interceptors run, so log lines carry its trace id.
 		grpc.StatsHandler(cfg.StatsHandler),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
+		// Calls run on goroutines kept for them, whose stacks have grown
+		// to what a call needs, rather than on a new goroutine each, which
+		// grows its stack by copying it during every call.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
