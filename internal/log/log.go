@@ -273,6 +273,13 @@ func (l *Log) StartAppendCapped(values [][]byte, maxBytes int64) (Pending, error
 		g = l.pend.group
 	}
 	l.unlockAppend()
+	if err != nil && l.cfg.Sync != SyncAlways && l.failed() == nil {
+		// Only after a failed write: records of the batch that stay, in
+		// a segment sealed during it, are written, and everything below
+		// end with them. After a successful append its last records may
+		// still be pending: Pending.Wait publishes them once written.
+		l.publish(end)
+	}
 	if err != nil {
 		return Pending{}, err
 	}
