@@ -532,7 +532,14 @@ func (l *Log) writeTo(end uint64, g *writeGroup) error {
 		if err := l.flushLocked(); err != nil {
 			s := l.active()
 			err = l.undo(s, s.n, s.size, err)
+			written = l.next
 			l.mu.Unlock()
+			if l.failed() == nil {
+				// What stays written is the log's (records of a batch in
+				// a segment sealed during it, see AppendBatch): readers
+				// and the next append agree on where it ends.
+				l.publish(written)
+			}
 			return err
 		}
 		written = l.next
