@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,8 +51,16 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
+// gcPercent is the garbage collector's GOGC unless $GOGC is set: twice
+// Go's default, which costs logd a few percent less CPU per call for a
+// larger heap (see the README's Running logd).
+const gcPercent = 200
+
 // run is main without the exit: it returns the exit status.
 func run(args []string, stderr io.Writer) int {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -116,7 +125,10 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	if err != nil {
 		return usagef("--quota-file: %v", err)
 	}
-	quotas := quota.New(quotaCfg)
+	var quotas *quota.Quotas // none without a file: nothing to check per call
+	if cfg.quotaFile != "" {
+		quotas = quota.New(quotaCfg)
+	}
 
 	metrics, err := telemetry.NewMetrics(
 		telemetry.WithPrincipal(func(ctx context.Context) string { p, _ := server.Principal(ctx); return p }),
@@ -176,6 +188,7 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		TLS:            tlsFiles.Config("h2"),
 		MaxRecordBytes: lcfg.MaxRecordBytes,
 		Observer:       metrics,
+		StatsHandler:   &telemetry.ServerHandler{},
 		Logger:         logger,
 		Audit:          audit,
 		Quotas:         quotas,

@@ -14,6 +14,11 @@
 // swapped in gets the next generation number, which callers that cache a
 // decision (streams) compare to know when to decide again.
 //
+// Each policy remembers its decisions (at most maxCachedDecisions at a
+// time), so a repeated question costs a map lookup rather than a casbin
+// evaluation; a reload starts the new policy with none, so no answer
+// outlives the policy that gave it.
+//
 // An Authorizer is safe for concurrent use: Decide, Authorize and
 // Generation may run during a Reload.
 package auth
@@ -56,12 +61,54 @@ type Authorizer struct {
 }
 
 // policy is one generation of the model and policy, never changed once
-// built.
+// built, and the decisions made under it.
 type policy struct {
 	e   *casbin.SyncedEnforcer
 	gen uint64
 	// replaced is closed when the next generation is swapped in.
 	replaced chan struct{}
+	// decisions remembers what e decided: the same question gets the same
+	// answer from one policy, and a reload builds a new policy with an
+	// empty cache, so a cached decision is never one of another policy.
+	decisions decisionCache
+}
+
+// maxCachedDecisions bounds a policy's decision cache: clients name any
+// topics they like, and each new one would add an entry. When the cache
+// is full it is emptied, and fills again with what is asked now.
+const maxCachedDecisions = 1 << 14
+
+// request is one question to the policy.
+type request struct{ principal, topic, action string }
+
+// decisionCache maps requests to the decisions of one policy. It is safe
+// for concurrent use.
+type decisionCache struct {
+	mu sync.RWMutex
+	m  map[request]Decision
+}
+
+func (c *decisionCache) get(r request) (Decision, bool) {
+	c.mu.RLock()
+	d, ok := c.m[r]
+	c.mu.RUnlock()
+	return d, ok
+}
+
+func (c *decisionCache) put(r request, d Decision) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedDecisions {
+		c.m = make(map[request]Decision)
+	}
+	c.m[r] = d
+	c.mu.Unlock()
+}
+
+// len returns the number of cached decisions.
+func (c *decisionCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
 }
 
 // Load reads the model and policy files; an empty path means the default
@@ -230,10 +277,25 @@ type Decision struct {
 }
 
 // Decide checks whether principal may do action on topic against the
-// policy in force, and says which rule and which generation decided.
+// policy in force, and says which rule and which generation decided. A
+// policy remembers its decisions, so asking again costs a map lookup.
 func (a *Authorizer) Decide(principal, topic, action string) (Decision, error) {
 	p := a.cur.Load()
-	ok, rule, err := p.e.EnforceEx(principal, topic, action)
+	r := request{principal, topic, action}
+	if d, ok := p.decisions.get(r); ok {
+		return d, nil
+	}
+	d, err := p.decide(r)
+	if err != nil {
+		return Decision{}, err
+	}
+	p.decisions.put(r, d)
+	return d, nil
+}
+
+// decide asks the enforcer.
+func (p *policy) decide(r request) (Decision, error) {
+	ok, rule, err := p.e.EnforceEx(r.principal, r.topic, r.action)
 	if err != nil {
 		return Decision{}, fmt.Errorf("auth: %w", err)
 	}

@@ -361,3 +361,70 @@ func TestReloadIsAtomic(t *testing.T) {
 		t.Fatalf("consistent pairs under B: %d, under A: %d; want both checked", seen[0].Load(), seen[1].Load())
 	}
 }
+
+// Decisions are remembered per policy: asked again they are the same, a
+// reload forgets them, and the cache stays bounded however many topics
+// are named.
+func TestDecisionCache(t *testing.T) {
+	a, pp := loadFiles(t, "p, alice, alice/*, *, allow\np, alice, alice/secret, *, deny\n")
+	for range 2 {
+		wantDecision(t, a, "alice", "alice/x", Produce, true, 1)
+		wantDecision(t, a, "alice", "alice/secret", Produce, false, 1)
+		wantDecision(t, a, "bob", "alice/x", Produce, false, 1)
+	}
+	if d, _ := a.Decide("alice", "alice/secret", Consume); d.Rule != "p, alice, alice/secret, *, deny" {
+		t.Errorf("cached denial names rule %q", d.Rule)
+	}
+	if n := a.cur.Load().decisions.len(); n != 4 {
+		t.Errorf("%d decisions cached, want 4", n)
+	}
+
+	writeFile(t, pp, "p, bob, alice/*, produce, allow\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.cur.Load().decisions.len(); n != 0 {
+		t.Errorf("%d decisions cached by a new policy, want 0", n)
+	}
+	wantDecision(t, a, "alice", "alice/x", Produce, false, 2)
+	wantDecision(t, a, "bob", "alice/x", Produce, true, 2)
+
+	for i := range maxCachedDecisions + 10 {
+		topic := fmt.Sprintf("alice/%d", i)
+		if d, _ := a.Decide("bob", topic, Produce); !d.Allowed {
+			t.Fatalf("bob may not produce %s", topic)
+		}
+		if d, _ := a.Decide("bob", topic, Consume); d.Allowed {
+			t.Fatalf("bob may consume %s", topic)
+		}
+	}
+	if n := a.cur.Load().decisions.len(); n > maxCachedDecisions {
+		t.Errorf("%d decisions cached, want at most %d", n, maxCachedDecisions)
+	}
+}
+
+// One decision of the default policy: "casbin" asks the enforcer each
+// time (the baseline), "cached" is Decide.
+func BenchmarkDecide(b *testing.B) {
+	a, err := Load("", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := request{"alice", "alice/orders", Produce}
+	for _, tc := range []struct {
+		name   string
+		decide func() (Decision, error)
+	}{
+		{"casbin", func() (Decision, error) { return a.cur.Load().decide(r) }},
+		{"cached", func() (Decision, error) { return a.Decide(r.principal, r.topic, r.action) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if d, err := tc.decide(); err != nil || !d.Allowed {
+					b.Fatal(d, err)
+				}
+			}
+		})
+	}
+}

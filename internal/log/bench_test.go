@@ -303,3 +303,72 @@ func BenchmarkRead(b *testing.B) {
 		benchRate(b, b.N)
 	})
 }
+
+// BenchmarkPipelinedAppend appends one record at a time as a ProduceStream
+// does: start an append, and wait for the one started window appends
+// before. window=1 waits for each at once, one write call per record (the
+// baseline: how every append was written before writes were shared);
+// larger windows let one wait write every append pending.
+func BenchmarkPipelinedAppend(b *testing.B) {
+	const size = 256
+	for _, policy := range []SyncPolicy{SyncNone, SyncAlways} {
+		for _, window := range []int{1, 64} {
+			b.Run(fmt.Sprintf("sync=%s/window=%d", policy, window), func(b *testing.B) {
+				l := benchOpen(b, func(c *Config) { c.Sync = policy })
+				value := [][]byte{benchValue(size)}
+				inflight := make([]Pending, 0, window)
+				b.SetBytes(size)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					if len(inflight) == window {
+						if err := inflight[0].Wait(); err != nil {
+							b.Fatal(err)
+						}
+						inflight = append(inflight[:0], inflight[1:]...)
+					}
+					p, err := l.StartAppend(value)
+					if err != nil {
+						b.Fatal(err)
+					}
+					inflight = append(inflight, p)
+				}
+				for _, p := range inflight {
+					if err := p.Wait(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				benchRate(b, b.N)
+			})
+		}
+	}
+}
+
+// BenchmarkRawSync is the floor of an append under --sync always with one
+// appender: a frame's bytes written to a plain file and an fdatasync, as
+// the log does them, with nothing else. Compare BenchmarkPipelinedAppend
+// sync=always/window=1, the log's own.
+func BenchmarkRawSync(b *testing.B) {
+	const size = 256
+	f, err := OSFS{}.OpenFile(filepath.Join(b.TempDir(), "raw"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, headerSize+size)
+	var at int64
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := f.WriteAt(buf, at); err != nil {
+			b.Fatal(err)
+		}
+		at += int64(len(buf))
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	benchRate(b, b.N)
+}

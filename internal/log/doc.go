@@ -95,11 +95,13 @@
 //
 // All methods of [Log], [Reader] and [Topics] are safe for concurrent use,
 // except that a single [Reader] must not be used by two goroutines at once.
-// Appends are serialized by the log's lock. With [SyncNone] and
-// [SyncInterval] an append holds it for its write call. With [SyncAlways]
-// concurrent appenders share both the write and the fsync (group commit):
-// an append frames its records into a pending buffer under the lock, and
-// the first appender to find no fsync in flight becomes the leader. It
+// Appends are serialized by the log's lock. An append frames its records
+// into a pending buffer under the lock; [Pending.Wait] writes them. With
+// [SyncNone] and [SyncInterval] the first appender to wait writes
+// everything pending with one write call under the lock, so concurrent
+// and pipelined appends share writes. With [SyncAlways] concurrent
+// appenders share both the write and the fsync (group commit): the first
+// appender to find no fsync in flight becomes the leader. It
 // waits briefly for appends under way, writes the whole buffer with one
 // write call under the lock, fsyncs outside it, and wakes every appender
 // the fsync covered. A failed write fails every append it covered and is

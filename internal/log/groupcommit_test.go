@@ -446,3 +446,56 @@ func TestLogGroupCommitClose(t *testing.T) {
 		t.Errorf("read %d records after reopen, want %d", got, 2+waiters)
 	}
 }
+
+// TestLogWriteSharedByWaiters checks that with SyncNone and SyncInterval
+// appends started together are written by the first to wait, with one
+// write call, readable only then; and that a failed write fails them all
+// and gives their offsets to the next append.
+func TestLogWriteSharedByWaiters(t *testing.T) {
+	for _, policy := range []SyncPolicy{SyncInterval, SyncNone} {
+		t.Run(policy.String(), func(t *testing.T) {
+			fsys := &gcFS{gate: newFtGate(t)}
+			l := ftOpen(t, ftConfig(t, func(c *Config) {
+				c.Sync = policy
+				c.SyncInterval = time.Hour
+				c.FS = fsys
+			}))
+			start := func(n int) []Pending {
+				var ps []Pending
+				for i := range n {
+					p, err := l.StartAppend([][]byte{ftValue(uint64(i))})
+					if err != nil {
+						t.Fatal(err)
+					}
+					ps = append(ps, p)
+				}
+				return ps
+			}
+			before := fsys.writes.Load()
+			ps := start(5)
+			if got := fsys.writes.Load() - before; got != 0 || l.NextOffset() != 0 {
+				t.Fatalf("before any wait: %d writes, next offset %d; want 0, 0", got, l.NextOffset())
+			}
+			for _, p := range ps {
+				if err := p.Wait(); err != nil {
+					t.Fatal(err)
+				}
+				if got := fsys.writes.Load() - before; got != 1 {
+					t.Fatalf("%d store writes for 5 appends, want 1", got)
+				}
+			}
+			ftCheckRange(t, l, 0, 5)
+
+			fsys.failWrite.Store(true)
+			for _, p := range start(3) {
+				if err := p.Wait(); !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("Wait after a failed write = %v, want ENOSPC", err)
+				}
+			}
+			if off, err := l.Append(ftValue(5)); err != nil || off != 5 {
+				t.Fatalf("Append after the failed write = (%d, %v), want (5, nil)", off, err)
+			}
+			ftCheckRange(t, l, 0, 6)
+		})
+	}
+}

@@ -29,9 +29,10 @@ type Log struct {
 	next     uint64     // offset the next append gets
 	closed   bool
 	// pend holds records [active().next(), next): framed, not yet written.
-	// An append writes its records before it returns, except with
-	// SyncAlways, where its last records wait for the fsync leader to
-	// write everything pending with one write call; see syncActive.
+	// An append's last records wait there for whoever writes everything
+	// pending with one write call: with SyncAlways the fsync leader (see
+	// syncActive), otherwise the first appender to wait for them (see
+	// writeTo).
 	pend pendingWrite
 
 	// visible is the end of what readers may see: with SyncAlways the
@@ -71,8 +72,8 @@ type pendingWrite struct {
 	buf       []byte  // the frames
 	positions []int64 // where each frame goes in the store
 	lastNanos int64   // append time of the newest frame
-	// group, with SyncAlways, is the appends whose last records are in
-	// buf, for them to learn if the write fails; nil until one asks.
+	// group is the appends whose last records are in buf, for them to
+	// learn if the write fails; nil until one asks.
 	group *writeGroup
 }
 
@@ -87,8 +88,8 @@ func (p *pendingWrite) reset() {
 	p.group = nil
 }
 
-// A writeGroup is the appends (with SyncAlways) whose last records are in
-// one pending write. If that write fails, their records are dropped and
+// A writeGroup is the appends whose last records are in one pending
+// write. If that write fails, their records are dropped and
 // their offsets given to later appends, so waiting for the durable end to
 // pass them would be wrong: they check err, which is set before the
 // offsets are given again.
@@ -181,8 +182,8 @@ func (l *Log) Append(value []byte) (uint64, error) {
 
 // AppendBatch appends records with consecutive offsets and returns the
 // first. It returns once the sync policy is met for all of them. A batch
-// is written with as few write calls as its size allows (with SyncAlways,
-// shared with concurrent appends); if one fails, every append it covered
+// is written with as few write calls as its size allows, shared with
+// concurrent appends; if one fails, every append it covered
 // fails, and the batch's records in the active segment are undone
 // (records already in a segment sealed during the batch remain,
 // unacknowledged but readable like any other).
@@ -198,31 +199,35 @@ func (l *Log) AppendBatch(values [][]byte) (uint64, error) {
 }
 
 // Pending is an append whose records have offsets but which may not meet
-// the sync policy yet: with SyncAlways, its last records may not even be
-// written.
+// the sync policy yet: its last records may not even be written.
 type Pending struct {
 	l *Log
 	// First is the offset of the append's first record.
 	First uint64
 	end   uint64
-	group *writeGroup // with SyncAlways, see writeGroup
+	group *writeGroup // see writeGroup
 }
 
-// Wait returns once the sync policy is met for the append: with
-// SyncAlways, once a write and an fsync cover it (shared with every append
-// waiting at the time), or either fails; otherwise at once.
+// Wait returns once the sync policy is met for the append, or the write
+// (or fsync) covering it failed: with SyncAlways, once a write and an
+// fsync cover it (shared with every append waiting at the time);
+// otherwise once it is written, with everything pending at the time if
+// no one wrote it before. Its records are then readable.
 func (p Pending) Wait() error {
 	if p.l.cfg.Sync == SyncAlways {
 		return p.l.syncTo(p.end, p.group)
 	}
-	return nil
+	return p.l.writeTo(p.end, p.group)
 }
 
 // StartAppend appends records like AppendBatch but returns before the
 // sync policy is met: the caller acknowledges them after Pending.Wait.
-// With SyncAlways the records may not even be written yet: the fsync
-// leader writes every pending append with one write call. This lets one
-// caller pipeline appends, so that one write and one fsync cover many.
+// The last records may not even be written yet: whoever waits first (with
+// SyncAlways, the fsync leader) writes every pending append with one write
+// call. This lets one caller pipeline appends, and concurrent callers
+// share writes, so that one write (and one fsync) covers many. Records
+// are readable once written (with SyncAlways, once durable); an append
+// nobody waits for is written with the next one waited for, or at Close.
 func (l *Log) StartAppend(values [][]byte) (Pending, error) {
 	return l.StartAppendCapped(values, 0)
 }
@@ -264,17 +269,18 @@ func (l *Log) StartAppendCapped(values [][]byte, maxBytes int64) (Pending, error
 	err := l.writeLocked(values)
 	end := l.next
 	var g *writeGroup
-	if err == nil && l.cfg.Sync == SyncAlways {
+	if err == nil {
 		if l.pend.group == nil {
 			l.pend.group = new(writeGroup)
 		}
 		g = l.pend.group
 	}
 	l.unlockAppend()
-	if l.cfg.Sync != SyncAlways && (err == nil || l.failed() == nil) {
-		// After a failed write too: records of the batch that stay, in a
-		// segment sealed during it, are the log's (see AppendBatch), so
-		// readers and the next append agree on where it ends.
+	if err != nil && l.cfg.Sync != SyncAlways && l.failed() == nil {
+		// Only after a failed write: records of the batch that stay, in
+		// a segment sealed during it, are written, and everything below
+		// end with them. After a successful append its last records may
+		// still be pending: Pending.Wait publishes them once written.
 		l.publish(end)
 	}
 	if err != nil {
@@ -293,9 +299,8 @@ func (l *Log) unlockAppend() {
 
 // writeLocked frames values into l.pend and advances l.next, writing the
 // pending frames to the active segment when they would pass flushBytes
-// and before a roll-over. It writes everything before it returns unless
-// the policy is SyncAlways: then the last frames stay pending, for the
-// fsync leader to write. Lock must be held.
+// and before a roll-over. The last frames stay pending, for Pending.Wait
+// (or the fsync leader) to write. Lock must be held.
 func (l *Log) writeLocked(values [][]byte) error {
 	now := l.cfg.Now().UnixNano()
 	maxEntries := int(l.cfg.MaxIndexBytes / entryWidth)
@@ -340,9 +345,6 @@ func (l *Log) writeLocked(values [][]byte) error {
 		p.buf = appendFrame(p.buf, l.next, now, v)
 		p.lastNanos = now
 		l.next++
-	}
-	if l.cfg.Sync != SyncAlways {
-		return flush()
 	}
 	return nil
 }
@@ -548,6 +550,50 @@ func (l *Log) syncTo(end uint64, g *writeGroup) error {
 		}
 		l.syncCond.Broadcast()
 	}
+}
+
+// writeTo returns once every offset below end is written and readable,
+// or g (which may be nil) failed: if they are still pending, it writes
+// everything pending with one write call. For the policies other than
+// SyncAlways, where that is all an acknowledgement needs.
+func (l *Log) writeTo(end uint64, g *writeGroup) error {
+	// Read the visible end before g: see writeGroup.
+	if l.visible.Load() >= end {
+		return g.failure()
+	}
+	l.mu.Lock()
+	if err := g.failure(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	written := l.next - uint64(len(l.pend.positions))
+	if written < end {
+		if l.closed {
+			l.mu.Unlock()
+			return l.closedErr()
+		}
+		if err := l.failed(); err != nil {
+			l.mu.Unlock()
+			return err
+		}
+		if err := l.flushLocked(); err != nil {
+			s := l.active()
+			err = l.undo(s, s.n, s.size, err)
+			written = l.next
+			l.mu.Unlock()
+			if l.failed() == nil {
+				// What stays written is the log's (records of a batch in
+				// a segment sealed during it, see AppendBatch): readers
+				// and the next append agree on where it ends.
+				l.publish(written)
+			}
+			return err
+		}
+		written = l.next
+	}
+	l.mu.Unlock()
+	l.publish(written)
+	return nil
 }
 
 // awaitQuiet and awaitMax bound awaitWriters: it returns once no append

@@ -6,8 +6,9 @@
 //
 // A gRPC call passes TLS (the server requires and verifies a client
 // certificate) → the OpenCensus stats handler (a span and the gRPC views)
-// → the call's log line (logging.go) → the quotas on calls a second and
-// open streams of the principal, the certificate's subject CN (quota.go)
+// → the call's log line (logging.go) → the quotas, if any, on calls a
+// second and open streams of the principal, the certificate's subject CN
+// (quota.go)
 // → authentication and authorization (principal, topic, action) → the
 // handler, where the byte rates and topic caps apply → the storage
 // engine. An HTTP request takes the same path through its own middleware,

@@ -113,17 +113,13 @@ func (a *httpAPI) middleware(next http.Handler) http.Handler {
 			if callInfoFrom(ctx).isQuiet() {
 				return // see quotaGuard.refuse
 			}
-			fields := []zap.Field{
+			fields := callInfoFrom(ctx).appendFields(ctx, []zap.Field{
 				zap.String("http.method", r.Method),
 				zap.String("http.path", r.URL.EscapedPath()),
 				zap.Int("http.status", sw.code),
 				zap.Float64("http.duration_ms", float64(time.Since(start).Microseconds())/1000),
 				zap.String("peer.address", r.RemoteAddr),
-			}
-			kv := callInfoFrom(ctx).fields(ctx)
-			for i := 0; i+1 < len(kv); i += 2 {
-				fields = append(fields, zap.Any(kv[i].(string), kv[i+1]))
-			}
+			})
 			// As for gRPC calls (callLevel): refusals, quotas and a full
 			// disk (ResourceExhausted) are warnings.
 			switch {

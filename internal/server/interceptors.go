@@ -101,10 +101,10 @@ type guard struct {
 	audit auditor
 }
 
-// check authorizes principal for a request of method and returns the
-// grant; requests of methods outside log.v1 (health, reflection) need no
-// rule, and get a nil grant.
-func (g *guard) check(ctx context.Context, principal, method string, req any) (*grant, error) {
+// check authorizes principal for a request of method and, if keep, returns
+// the grant; requests of methods outside log.v1 (health, reflection) need
+// no rule, and get a nil grant.
+func (g *guard) check(ctx context.Context, principal, method string, req any, keep bool) (*grant, error) {
 	action, ok := methodActions[method]
 	if !ok {
 		if _, list := listActions[method]; list {
@@ -123,25 +123,35 @@ func (g *guard) check(ctx context.Context, principal, method string, req any) (*
 		// Admin calls name their topic: "" is not the default one here.
 		return nil, toStatus(log.ValidateTopic(""), "", nil)
 	}
+	if !keep {
+		return nil, g.authorize(ctx, principal, tr.GetTopic(), action)
+	}
 	return g.grant(ctx, principal, tr.GetTopic(), action)
 }
 
 // authorize checks that principal may do action on the topic a request
 // names ("" is the default topic). Its errors are statuses.
 func (g *guard) authorize(ctx context.Context, principal, topicName, action string) error {
-	_, err := g.grant(ctx, principal, topicName, action)
+	_, _, err := g.authorizeTopic(ctx, principal, topicName, action)
 	return err
+}
+
+// authorizeTopic authorizes as authorize does, and returns the topic and
+// the generation of the policy that allowed it.
+func (g *guard) authorizeTopic(ctx context.Context, principal, topicName, action string) (string, uint64, error) {
+	topic, err := resolveTopic(topicName)
+	if err != nil {
+		return "", 0, err
+	}
+	callInfoFrom(ctx).setTopic(topic)
+	gen, err := g.decide(ctx, principal, topic, action)
+	return topic, gen, err
 }
 
 // grant authorizes as authorize does, and returns the authorization for a
 // stream to keep (see grant).
 func (g *guard) grant(ctx context.Context, principal, topicName, action string) (*grant, error) {
-	topic, err := resolveTopic(topicName)
-	if err != nil {
-		return nil, err
-	}
-	callInfoFrom(ctx).setTopic(topic)
-	gen, err := g.decide(ctx, principal, topic, action)
+	topic, gen, err := g.authorizeTopic(ctx, principal, topicName, action)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +217,7 @@ func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	}
 	callInfoFrom(ctx).setPrincipal(principal)
 	ctx = context.WithValue(ctx, principalKey{}, principal)
-	if _, err := g.check(ctx, principal, info.FullMethod, req); err != nil {
+	if _, err := g.check(ctx, principal, info.FullMethod, req, false); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
@@ -266,7 +276,7 @@ func (s *guardedStream) RecvMsg(m any) error {
 	if ok && s.last != nil && tr.GetTopic() == s.lastTopic {
 		return s.last.check()
 	}
-	gr, err := s.g.check(s.ctx, s.principal, s.method, m)
+	gr, err := s.g.check(s.ctx, s.principal, s.method, m, true)
 	if err != nil || gr == nil {
 		return err
 	}

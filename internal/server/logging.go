@@ -2,92 +2,123 @@ package server
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
-
-// zapLogger adapts zap to go-grpc-middleware's logging.Logger.
-func zapLogger(l *zap.Logger) logging.Logger {
-	return logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, kv ...any) {
-		fields := make([]zap.Field, 0, len(kv)/2)
-		for i := 0; i+1 < len(kv); i += 2 {
-			key, ok := kv[i].(string)
-			if !ok {
-				key = fmt.Sprint(kv[i])
-			}
-			if key == "grpc.start_time" || key == "protocol" {
-				// The line's own ts and grpc.duration_ms say when;
-				// every call is gRPC.
-				continue
-			}
-			fields = append(fields, zap.Any(key, kv[i+1]))
-		}
-		switch lvl {
-		case logging.LevelDebug:
-			l.Debug(msg, fields...)
-		case logging.LevelInfo:
-			l.Info(msg, fields...)
-		case logging.LevelWarn:
-			l.Warn(msg, fields...)
-		default:
-			l.Error(msg, fields...)
-		}
-	})
-}
 
 // callLevel is the level of a call's log line: errors the server must
 // look at are errors, refusals (ACL, certificates, quotas) warnings, and
 // what clients do in the normal course (read past the end, cancel) info.
-func callLevel(c codes.Code) logging.Level {
+func callLevel(c codes.Code) zapcore.Level {
 	switch c {
 	case codes.OK, codes.Canceled, codes.OutOfRange, codes.NotFound, codes.InvalidArgument:
-		return logging.LevelInfo
+		return zapcore.InfoLevel
 	case codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted,
 		codes.FailedPrecondition, codes.DeadlineExceeded, codes.Unavailable:
-		return logging.LevelWarn
+		return zapcore.WarnLevel
 	}
-	return logging.LevelError
+	return zapcore.ErrorLevel
 }
 
-// loggingInterceptors log one line per call when it ends, with the
-// method, code, duration, peer, and what the call learned on its way
-// (principal, topic, offsets, trace id; see callInfo).
-func loggingInterceptors(l *zap.Logger) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	opts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithLevels(callLevel),
-		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-			return callInfoFrom(ctx).fields(ctx)
-		}),
-		logging.WithDurationField(func(d time.Duration) logging.Fields {
-			return logging.Fields{"grpc.duration_ms", float64(d.Microseconds()) / 1000}
-		}),
-		logging.WithDisableLoggingFields(logging.ComponentFieldKey, logging.MethodTypeFieldKey),
+// callLogger gives each call a callInfo and logs one line when the call
+// ends, "finished call", with what the call learned on its way
+// (principal, topic, offsets, trace id; see callInfo), then grpc.service,
+// grpc.method, peer.address, grpc.request.deadline (if the call has a
+// deadline, RFC 3339), grpc.code, grpc.error (if it failed) and
+// grpc.duration_ms. It builds the line from typed fields, with no
+// intermediate maps, and only if the line's level is enabled.
+type callLogger struct {
+	core zapcore.Core
+	name string
+	// caller is what the line names as its caller if the logger adds the
+	// caller (zap.AddCaller): this file, found once rather than per call.
+	caller zapcore.EntryCaller
+}
+
+func newCallLogger(l *zap.Logger) callLogger {
+	c := callLogger{core: l.Core(), name: l.Name()}
+	if ce := l.Check(zapcore.ErrorLevel, ""); ce != nil && ce.Caller.Defined {
+		c.caller = zapcore.NewEntryCaller(runtime.Caller(0))
 	}
-	all := zapLogger(l)
-	// A quota refusal that was not logged drops its call line too (see
-	// quotaGuard.refuse), so that a flood of them cannot flood the log.
-	zl := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, kv ...any) {
-		if !callInfoFrom(ctx).isQuiet() {
-			all.Log(ctx, lvl, msg, kv...)
-		}
-	})
-	return logging.UnaryServerInterceptor(zl, opts...), logging.StreamServerInterceptor(zl, opts...)
+	return c
 }
 
-// callInfoUnary and callInfoStream give each call a callInfo; they run
-// before the logging interceptors, which read it when the call ends.
-func callInfoUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	return handler(withCallInfo(ctx), req)
+// fieldsPool holds the field slices of call lines; a line's fields are
+// encoded before its Write returns.
+var fieldsPool = sync.Pool{New: func() any { s := make([]zap.Field, 0, 14); return &s }}
+
+func (c callLogger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	ctx = withCallInfo(ctx)
+	resp, err := handler(ctx, req)
+	c.finish(ctx, info.FullMethod, start, err)
+	return resp, err
 }
 
-func callInfoStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &contextStream{ServerStream: ss, ctx: withCallInfo(ss.Context())})
+func (c callLogger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	ctx := withCallInfo(ss.Context())
+	err := handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	c.finish(ctx, info.FullMethod, start, err)
+	return err
+}
+
+// finish logs the line of the call of method that started at start and
+// ended with err, unless the call was made quiet (see quotaGuard.refuse).
+func (c callLogger) finish(ctx context.Context, method string, start time.Time, err error) {
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	code := status.Code(err)
+	ce := c.core.Check(zapcore.Entry{
+		LoggerName: c.name, Time: time.Now(), Level: callLevel(code), Message: "finished call", Caller: c.caller,
+	}, nil)
+	ci := callInfoFrom(ctx)
+	if ce == nil || ci.isQuiet() {
+		return
+	}
+	fp := fieldsPool.Get().(*[]zap.Field)
+	defer func() {
+		clear(*fp)
+		*fp = (*fp)[:0]
+		fieldsPool.Put(fp)
+	}()
+	f := ci.appendFields(ctx, *fp)
+	service, name := splitMethod(method)
+	f = append(f, zap.String("grpc.service", service), zap.String("grpc.method", name))
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		f = append(f, zap.String("peer.address", p.Addr.String()))
+	}
+	if d, ok := ctx.Deadline(); ok {
+		f = append(f, zap.String("grpc.request.deadline", d.Format(time.RFC3339)))
+	}
+	f = append(f, zap.String("grpc.code", code.String()))
+	if err != nil {
+		f = append(f, zap.String("grpc.error", err.Error()))
+	}
+	f = append(f, zap.Float64("grpc.duration_ms", float64(time.Since(start).Microseconds())/1000))
+	ce.Write(f...)
+	*fp = f
+}
+
+// splitMethod splits "/log.v1.Log/Produce" into its service and method.
+func splitMethod(full string) (service, method string) {
+	service, method, ok := strings.Cut(strings.TrimPrefix(full, "/"), "/")
+	if !ok {
+		return "unknown", "unknown"
+	}
+	return service, method
 }
 
 // contextStream is a ServerStream with another context.

@@ -93,6 +93,19 @@ func callLines(logs *observer.ObservedLogs, method string) []observer.LoggedEntr
 	return out
 }
 
+// observedServer starts a server whose log lines and Observer reports the
+// test reads.
+func observedServer(t *testing.T) (*testServer, *observer.ObservedLogs, *recorder) {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	rec := newRecorder()
+	ts := startServer(t, func(c *Config, _ *log.Config) {
+		c.Logger = zap.New(core)
+		c.Observer = rec
+	})
+	return ts, logs, rec
+}
+
 func waitLines(t *testing.T, logs *observer.ObservedLogs, method string, n int) []observer.LoggedEntry {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -110,12 +123,7 @@ func waitLines(t *testing.T, logs *observer.ObservedLogs, method string, n int) 
 
 func TestCallLogLines(t *testing.T) {
 	trace.ApplyConfig(trace.Config{DefaultSampler: trace.AlwaysSample()})
-	core, logs := observer.New(zapcore.DebugLevel)
-	rec := newRecorder()
-	ts := startServer(t, func(c *Config, _ *log.Config) {
-		c.Logger = zap.New(core)
-		c.Observer = rec
-	})
+	ts, logs, rec := observedServer(t)
 	alice := client(t, ts, "alice")
 	produce(t, alice, "alice/a", "one")
 	produce(t, alice, "alice/a", "two")
@@ -142,6 +150,14 @@ func TestCallLogLines(t *testing.T) {
 		if _, found := ok[key]; !found {
 			t.Errorf("produce line lacks %s: %v", key, ok)
 		}
+	}
+	// ctxT gives the calls a deadline 10s on; the line says when.
+	d, _ := ok["grpc.request.deadline"].(string)
+	if dl, err := time.Parse(time.RFC3339, d); err != nil || time.Until(dl) < 0 || time.Until(dl) > 11*time.Second {
+		t.Errorf("produce line: grpc.request.deadline %q, want the call's deadline (RFC 3339)", d)
+	}
+	if _, found := ok["grpc.error"]; found {
+		t.Errorf("OK produce line has grpc.error: %v", ok)
 	}
 	if lines[1].Level != zapcore.InfoLevel {
 		t.Errorf("got level %v for an OK call, want info", lines[1].Level)
@@ -172,12 +188,7 @@ func TestCallLogLines(t *testing.T) {
 }
 
 func TestStreamLogLineAndFollowing(t *testing.T) {
-	core, logs := observer.New(zapcore.DebugLevel)
-	rec := newRecorder()
-	ts := startServer(t, func(c *Config, _ *log.Config) {
-		c.Logger = zap.New(core)
-		c.Observer = rec
-	})
+	ts, logs, rec := observedServer(t)
 	bob := client(t, ts, "bob")
 	ps, err := bob.ProduceStream(ctxT(t))
 	if err != nil {
@@ -217,5 +228,53 @@ func TestStreamLogLineAndFollowing(t *testing.T) {
 	waitLines(t, logs, "ConsumeStream", 1)
 	if _, _, read, following, _ := rec.snapshot(); following["bob/s"] != 0 || read["bob/s"] != 3 {
 		t.Errorf("after cancel: got %d followers, %d read; want 0, 3", following["bob/s"], read["bob/s"])
+	}
+}
+
+// A follower reports what it sent in batches: all of it before it waits
+// at the tail, and its log line counts every record.
+func TestFollowReportsBeforeWaiting(t *testing.T) {
+	ts, logs, rec := observedServer(t)
+	const n = 2*reportEvery + 10
+	values := make([][]byte, n)
+	for i := range values {
+		values[i] = []byte("v")
+	}
+	l, err := ts.topics.Open("bob/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AppendBatch(values); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cs, err := client(t, ts, "bob").ConsumeStream(ctx, &logv1.ConsumeRequest{Topic: "bob/f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if _, err := cs.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The stream now waits at the tail, having reported all it sent.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, read, _, _ := rec.snapshot()
+		if read["bob/f"] == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting at the tail: %d records reported read, want %d", read["bob/f"], n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	m := waitLines(t, logs, "ConsumeStream", 1)[0].ContextMap()
+	if m["first_offset"] != uint64(0) || m["last_offset"] != uint64(n-1) || m["records"] != int64(n) {
+		t.Errorf("stream line: got %v, want offsets 0..%d, %d records", m, n-1, n)
+	}
+	if _, _, read, _, _ := rec.snapshot(); read["bob/f"] != n {
+		t.Errorf("after the stream: %d records reported read, want %d", read["bob/f"], n)
 	}
 }

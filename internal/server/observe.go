@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.opencensus.io/trace"
+	"go.uber.org/zap"
 )
 
 // Observer receives what the service does, for metrics. Implementations
@@ -100,42 +101,45 @@ func (ci *callInfo) isQuiet() bool {
 }
 
 // touched records that the call produced or consumed offset off.
-func (ci *callInfo) touched(off uint64) {
-	if ci == nil {
+func (ci *callInfo) touched(off uint64) { ci.touchedRange(off, off, 1) }
+
+// touchedRange records that the call produced or consumed n records,
+// from offset first to last.
+func (ci *callInfo) touchedRange(first, last uint64, n int) {
+	if ci == nil || n == 0 {
 		return
 	}
 	ci.mu.Lock()
 	if ci.records == 0 {
-		ci.first = off
+		ci.first = first
 	}
-	ci.last = off
-	ci.records++
+	ci.last = last
+	ci.records += n
 	ci.mu.Unlock()
 }
 
-// fields returns the call's log fields as key-value pairs: principal,
-// topic, offset (or first_offset, last_offset and records for more than
-// one), and the trace id of the call's span.
-func (ci *callInfo) fields(ctx context.Context) []any {
-	var f []any
+// appendFields appends the call's log fields to f: principal, topic,
+// offset (or first_offset, last_offset and records for more than one),
+// and the trace id of the call's span.
+func (ci *callInfo) appendFields(ctx context.Context, f []zap.Field) []zap.Field {
 	if ci != nil {
 		ci.mu.Lock()
 		if ci.principal != "" {
-			f = append(f, "principal", ci.principal)
+			f = append(f, zap.String("principal", ci.principal))
 		}
 		if ci.topic != "" {
-			f = append(f, "topic", ci.topic)
+			f = append(f, zap.String("topic", ci.topic))
 		}
 		switch {
 		case ci.records == 1:
-			f = append(f, "offset", ci.first)
+			f = append(f, zap.Uint64("offset", ci.first))
 		case ci.records > 1:
-			f = append(f, "first_offset", ci.first, "last_offset", ci.last, "records", ci.records)
+			f = append(f, zap.Uint64("first_offset", ci.first), zap.Uint64("last_offset", ci.last), zap.Int("records", ci.records))
 		}
 		ci.mu.Unlock()
 	}
 	if span := trace.FromContext(ctx); span != nil {
-		f = append(f, "trace_id", span.SpanContext().TraceID.String())
+		f = append(f, zap.String("trace_id", span.SpanContext().TraceID.String()))
 	}
 	return f
 }

@@ -15,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 
 	logv1 "github.com/logd/logd/api/v1"
 	"github.com/logd/logd/internal/log"
@@ -42,10 +43,20 @@ type Config struct {
 	// Audit, if set, gets the audit log: denied authorizations and admin
 	// actions (see auditor).
 	Audit *zap.Logger
+	// StatsHandler gives each call its span and the OpenCensus gRPC
+	// measures; nil means ocgrpc.ServerHandler. It runs before the
+	// interceptors, so that log lines carry the span's trace id.
+	StatsHandler stats.Handler
 	// Quotas, if set, limits each principal and topic (see quotaGuard);
-	// reload it with its Set.
+	// reload it with its Set. Nil limits nothing, at no cost per call.
 	Quotas *quota.Quotas
 }
+
+// streamWorkers is how many goroutines the gRPC server keeps to run
+// calls on (grpc.NumStreamWorkers); a call that finds none free gets a
+// goroutine of its own, as without them. Idle, each holds a stack of a
+// few KiB.
+const streamWorkers = 64
 
 // requestSlack is what a request may carry beyond its record's value: the
 // topic and protobuf framing.
@@ -82,6 +93,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.StatsHandler == nil {
+		cfg.StatsHandler = &ocgrpc.ServerHandler{}
+	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
@@ -89,15 +103,26 @@ func New(cfg Config) (*Server, error) {
 	cfg.Observer = tails
 	g := &guard{authz: cfg.Authorizer, obs: cfg.Observer, audit: auditor{cfg.Audit}}
 	qg := &quotaGuard{q: cfg.Quotas, obs: cfg.Observer, logger: cfg.Logger}
-	logUnary, logStream := loggingInterceptors(cfg.Logger)
+	calls := newCallLogger(cfg.Logger)
+	unary := []grpc.UnaryServerInterceptor{calls.unary, qg.unary, g.unary}
+	stream := []grpc.StreamServerInterceptor{calls.stream, qg.stream, g.stream}
+	if cfg.Quotas == nil {
+		// No quotas: no interceptor to pass through.
+		unary = []grpc.UnaryServerInterceptor{calls.unary, g.unary}
+		stream = []grpc.StreamServerInterceptor{calls.stream, g.stream}
+	}
 	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
 		// Spans and OpenCensus views per call; the span is in the context
 		// before the interceptors run, so log lines carry its trace id.
-		grpc.StatsHandler(&ocgrpc.ServerHandler{}),
+		grpc.StatsHandler(cfg.StatsHandler),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
-		grpc.ChainUnaryInterceptor(callInfoUnary, logUnary, qg.unary, g.unary),
-		grpc.ChainStreamInterceptor(callInfoStream, logStream, qg.stream, g.stream),
+		// Calls run on goroutines kept for them, whose stacks have grown
+		// to what a call needs, rather than on a new goroutine each, which
+		// grows its stack by copying it during every call.
+		grpc.NumStreamWorkers(streamWorkers),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	gs := grpc.NewServer(opts...)

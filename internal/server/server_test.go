@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	logv1 "github.com/logd/logd/api/v1"
 	"github.com/logd/logd/internal/auth"
@@ -511,4 +512,18 @@ func TestUntrustedClients(t *testing.T) {
 	})
 	// The server kept serving.
 	produce(t, client(t, ts, "root"), "t", "after")
+}
+
+// A streamed record's response, made in one allocation, is the one
+// toProto makes.
+func TestNewConsumeResponse(t *testing.T) {
+	r := log.Record{Value: []byte("v"), Offset: 7, Time: time.Unix(1700000000, 123456789)}
+	got := newConsumeResponse(r)
+	want := &logv1.ConsumeResponse{Record: toProto(r)}
+	if !proto.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { newConsumeResponse(r) }); n != 1 {
+		t.Errorf("%v allocations per response, want 1", n)
+	}
 }

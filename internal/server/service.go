@@ -53,6 +53,24 @@ func toProto(r log.Record) *logv1.Record {
 	return &logv1.Record{Value: r.Value, Offset: r.Offset, Time: timestamppb.New(r.Time)}
 }
 
+// streamedRecord is a ConsumeResponse, its Record and the Record's Time
+// in one allocation, for a stream that sends one per record.
+type streamedRecord struct {
+	resp logv1.ConsumeResponse
+	rec  logv1.Record
+	time timestamppb.Timestamp
+}
+
+// newConsumeResponse returns the response that sends r, as toProto
+// makes it.
+func newConsumeResponse(r log.Record) *logv1.ConsumeResponse {
+	m := &streamedRecord{}
+	m.time.Seconds, m.time.Nanos = r.Time.Unix(), int32(r.Time.Nanosecond())
+	m.rec.Value, m.rec.Offset, m.rec.Time = r.Value, r.Offset, &m.time
+	m.resp.Record = &m.rec
+	return &m.resp
+}
+
 func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
 	if req.GetRecord() == nil {
 		return nil, status.Error(codes.InvalidArgument, "record is required")
@@ -109,15 +127,29 @@ type pending struct {
 // ack says so.
 func (s *service) startAppend(ctx context.Context, l *log.Log, topic string, values [][]byte) (pending, error) {
 	start := time.Now()
-	_, span := trace.StartSpan(ctx, "log.append")
+	span := childSpan(ctx, "log.append")
 	defer span.End()
 	p, err := l.StartAppendCapped(values, s.quotas.topicCap(topic))
 	if err != nil {
 		span.SetStatus(trace.Status{Code: trace.StatusCodeInternal, Message: err.Error()})
 		return pending{}, toStatus(s.quotas.topicFull(ctx, topic, err), topic, l)
 	}
-	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(p.First)), trace.Int64Attribute("records", int64(len(values))))
+	if span.IsRecordingEvents() {
+		span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(p.First)), trace.Int64Attribute("records", int64(len(values))))
+	}
 	return pending{Pending: p, topic: topic, records: len(values), bytes: valueBytes(values), start: start}, nil
+}
+
+// childSpan starts a span named name under the call's span in ctx. If
+// that one is not sampled, neither is its child (OpenCensus keeps the
+// parent's decision), so childSpan starts none and returns nil, a span
+// whose methods do nothing.
+func childSpan(ctx context.Context, name string) *trace.Span {
+	if p := trace.FromContext(ctx); p != nil && !p.SpanContext().IsSampled() {
+		return nil
+	}
+	_, span := trace.StartSpan(ctx, name)
+	return span
 }
 
 // valueBytes returns the bytes of values, as the byte quotas count them.
@@ -132,9 +164,11 @@ func valueBytes(values [][]byte) int {
 // ack waits, under a span, until the append meets the sync policy, and
 // reports it.
 func (s *service) ack(ctx context.Context, p pending) error {
-	_, span := trace.StartSpan(ctx, "log.sync_wait")
+	span := childSpan(ctx, "log.sync_wait")
 	err := p.Wait()
-	span.AddAttributes(trace.StringAttribute("topic", p.topic), trace.Int64Attribute("offset", int64(p.First)))
+	if span.IsRecordingEvents() {
+		span.AddAttributes(trace.StringAttribute("topic", p.topic), trace.Int64Attribute("offset", int64(p.First)))
+	}
 	if err != nil {
 		span.SetStatus(trace.Status{Code: trace.StatusCodeInternal, Message: err.Error()})
 	}
@@ -142,10 +176,7 @@ func (s *service) ack(ctx context.Context, p pending) error {
 	if err != nil {
 		return toStatus(err, p.topic, nil)
 	}
-	ci := callInfoFrom(ctx)
-	for i := range p.records {
-		ci.touched(p.First + uint64(i))
-	}
+	callInfoFrom(ctx).touchedRange(p.First, p.First+uint64(p.records)-1, p.records)
 	s.obs.Appended(ctx, p.topic, p.records, p.bytes, time.Since(p.start))
 	return nil
 }
@@ -170,8 +201,10 @@ func (s *service) read(ctx context.Context, topicName string, off uint64) (log.R
 	if err != nil {
 		return log.Record{}, toStatus(err, topic, nil)
 	}
-	_, span := trace.StartSpan(ctx, "log.read")
-	span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(off)))
+	span := childSpan(ctx, "log.read")
+	if span.IsRecordingEvents() {
+		span.AddAttributes(trace.StringAttribute("topic", topic), trace.Int64Attribute("offset", int64(off)))
+	}
 	rec, err := l.Read(off)
 	if err != nil {
 		span.SetStatus(trace.Status{Code: trace.StatusCodeOutOfRange, Message: err.Error()})
@@ -193,7 +226,7 @@ func (s *service) read(ctx context.Context, topicName string, off uint64) (log.R
 // cancels (or the server shuts down: Unavailable).
 func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
 	return s.follow(stream.Context(), req.GetTopic(), req.GetOffset(), true, func(rec log.Record) error {
-		return stream.Send(&logv1.ConsumeResponse{Record: toProto(rec)})
+		return stream.Send(newConsumeResponse(rec))
 	})
 }
 
@@ -216,13 +249,17 @@ func (s *service) follow(ctx context.Context, topicName string, from uint64, wai
 	stop := context.AfterFunc(s.shutdown, func() { cancel(errShuttingDown) })
 	defer stop()
 
-	callInfoFrom(ctx).setTopic(topic)
+	ci := callInfoFrom(ctx)
+	ci.setTopic(topic)
 	s.obs.Following(topic, 1)
 	defer s.obs.Following(topic, -1)
+	sent := sentRecords{ctx: ctx, obs: s.obs, ci: ci, topic: topic}
+	defer sent.report()
 	r := l.NewReader(from)
 	for {
 		rec, err := r.Next()
 		if errors.Is(err, io.EOF) {
+			sent.report()
 			if !wait {
 				return nil
 			}
@@ -243,9 +280,48 @@ func (s *service) follow(ctx context.Context, topicName string, from uint64, wai
 		if err := send(rec); err != nil {
 			return err
 		}
-		callInfoFrom(ctx).touched(rec.Offset)
-		s.obs.Read(ctx, topic, 1, len(rec.Value))
+		sent.add(rec.Offset, len(rec.Value))
 	}
+}
+
+// sentRecords counts the records a follow sent, and reports them to the
+// call's log line and the Observer in batches: every reportEvery records,
+// when the follow reaches the end of the topic (before it waits there),
+// and when it ends. Counting each record costs a few additions, where
+// reporting it costs a metrics recording.
+type sentRecords struct {
+	ctx   context.Context
+	obs   Observer
+	ci    *callInfo
+	topic string
+
+	first, last  uint64 // offsets of the records not yet reported
+	count, bytes int
+}
+
+// reportEvery bounds the records a follow sends before reporting them.
+const reportEvery = 256
+
+func (s *sentRecords) add(off uint64, bytes int) {
+	if s.count == 0 {
+		s.first = off
+	}
+	s.last = off
+	s.count++
+	s.bytes += bytes
+	if s.count >= reportEvery {
+		s.report()
+	}
+}
+
+// report reports the records counted since the last report.
+func (s *sentRecords) report() {
+	if s.count == 0 {
+		return
+	}
+	s.ci.touchedRange(s.first, s.last, s.count)
+	s.obs.Read(s.ctx, s.topic, s.count, s.bytes)
+	s.count, s.bytes = 0, 0
 }
 
 // ack is an append waiting for its acknowledgement, or the error that
@@ -263,6 +339,18 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	acks := make(chan ack, s.window)
+	defer func() {
+		// Appends started and not answered (the stream failed, or the
+		// server shuts down) are waited for all the same, so that they
+		// are written (and readable) as any append is, unacknowledged.
+		go func() {
+			for a := range acks {
+				if a.err == nil {
+					_ = a.pending.Wait()
+				}
+			}
+		}()
+	}()
 	go func() {
 		defer close(acks)
 		for {

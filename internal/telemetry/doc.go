@@ -33,7 +33,7 @@
 //	logd_topic_next_offset{topic}                   gauge    offset the next record will get
 //	logd_topic_highest_offset{topic}                gauge    newest record (only if the topic is not empty)
 //	logd_topic_tail_consumers{topic}                gauge    open ConsumeStreams (reading or waiting at the tail)
-//	grpc_io_server_*{grpc_server_method,...}        ocgrpc.DefaultServerViews (the server installs ocgrpc.ServerHandler)
+//	grpc_io_server_*{grpc_server_method,...}        ocgrpc.DefaultServerViews (logd installs ServerHandler, which records ocgrpc's measures)
 //	go_*, process_*                                 the Go runtime and process collectors
 //
 // Histograms have _bucket, _sum and _count series. OpenCensus buckets are
@@ -48,13 +48,20 @@
 // recorded as an annotation on the call's span instead. Label values are
 // made printable ASCII of at most 255 bytes, as OpenCensus requires.
 //
-// Recording is asynchronous: OpenCensus hands measurements to a
-// background goroutine, so a scrape just after a call may not include it.
+// The series of every append, read and fsync (the logd_records_*,
+// logd_bytes_*, logd_append_latency, logd_fsync_* series) are added up
+// where they are recorded, with atomic additions, and reported at each
+// scrape: a scrape includes every recording that returned before it.
+// The others (denials, quota refusals, reloads, and ocgrpc's views) are
+// OpenCensus views, recorded asynchronously: OpenCensus hands
+// measurements to a background goroutine, so a scrape just after a call
+// may not include it.
 //
 // # Concurrency
 //
 // All methods of [Metrics] and [TraceFile] are safe for concurrent use,
-// and the recording methods are cheap: a few small allocations and a
-// channel send, no I/O; Following takes a mutex briefly. A nil *Metrics
-// records nothing.
+// and the recording methods are cheap: Appended, Read and Synced a map
+// lookup under a read lock and a few atomic additions; the others a few
+// small allocations and a channel send; no I/O; Following takes a mutex
+// briefly. A nil *Metrics records nothing.
 package telemetry

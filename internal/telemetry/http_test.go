@@ -68,7 +68,7 @@ func TestOperatorMetrics(t *testing.T) {
 	m.Synced(topic, time.Millisecond, 3)
 	m.Denied(ctx, "mallory", topic, "consume")
 	// Recording is asynchronous; a retrieval goes through the same queue.
-	if _, err := view.RetrieveData(ViewRecordsAppended); err != nil {
+	if _, err := view.RetrieveData(ViewAuthzDenials); err != nil {
 		t.Fatal(err)
 	}
 

@@ -130,15 +130,11 @@ var (
 	}
 )
 
-// views returns every view NewMetrics registers: logd's and ocgrpc's
-// default server views.
+// views returns every view NewMetrics registers: logd's rare events and
+// ocgrpc's default server views. The views of appends, reads and fsyncs
+// (viewRecordsAppended, …) define series that inPlace aggregates instead.
 func views() []*view.View {
-	v := []*view.View{
-		viewRecordsAppended, viewBytesAppended, viewRecordsRead, viewBytesRead,
-		viewAppendLatency, viewFsyncLatency, viewFsyncBatch, viewAuthzDenials,
-		viewConfigReloads,
-		viewQuotaExceeded,
-	}
+	v := []*view.View{viewAuthzDenials, viewConfigReloads, viewQuotaExceeded}
 	return append(v, ocgrpc.DefaultServerViews...)
 }
 
@@ -151,6 +147,8 @@ type Metrics struct {
 	logger    *zap.Logger
 	handler   http.Handler
 	producer  *producer
+
+	inPlace *inPlace // appends, reads and fsyncs
 
 	mu           sync.Mutex
 	following    map[string]int64 // open tail consumers by topic; no zero entries
@@ -180,7 +178,7 @@ func WithLogger(l *zap.Logger) Option {
 // the Prometheus handler on a registry of its own. Call it once per
 // process; Unregister undoes it.
 func NewMetrics(opts ...Option) (*Metrics, error) {
-	m := &Metrics{following: map[string]int64{}}
+	m := &Metrics{following: map[string]int64{}, inPlace: newInPlace()}
 	for _, o := range opts {
 		o(m)
 	}
@@ -250,9 +248,7 @@ func (m *Metrics) Appended(ctx context.Context, topic string, records, bytes int
 	if m == nil {
 		return
 	}
-	_ = stats.RecordWithTags(ctx,
-		[]tag.Mutator{tag.Upsert(keyTopic, tagValue(topic)), tag.Upsert(keyPrincipal, m.principalOf(ctx))},
-		mRecordsAppended.M(int64(records)), mBytesAppended.M(int64(bytes)), mAppendLatency.M(milliseconds(latency)))
+	m.inPlace.appendedTo(series{tagValue(topic), m.principalOf(ctx)}, records, bytes, milliseconds(latency))
 }
 
 // Read records records sent to a consumer of topic.
@@ -260,9 +256,7 @@ func (m *Metrics) Read(ctx context.Context, topic string, records, bytes int) {
 	if m == nil {
 		return
 	}
-	_ = stats.RecordWithTags(ctx,
-		[]tag.Mutator{tag.Upsert(keyTopic, tagValue(topic)), tag.Upsert(keyPrincipal, m.principalOf(ctx))},
-		mRecordsRead.M(int64(records)), mBytesRead.M(int64(bytes)))
+	m.inPlace.readFrom(series{tagValue(topic), m.principalOf(ctx)}, records, bytes)
 }
 
 // Denied records a call by principal refused by the ACL for action on
@@ -330,9 +324,7 @@ func (m *Metrics) Synced(topic string, d time.Duration, records uint64) {
 	if m == nil {
 		return
 	}
-	_ = stats.RecordWithTags(context.Background(),
-		[]tag.Mutator{tag.Upsert(keyTopic, tagValue(topic))},
-		mFsyncLatency.M(milliseconds(d)), mFsyncRecords.M(int64(min(records, 1<<62))))
+	m.inPlace.synced(tagValue(topic), milliseconds(d), int64(min(records, 1<<62)))
 }
 
 // ObserveTopics makes the gauge producer report the storage gauges of
@@ -357,6 +349,10 @@ func (m *Metrics) snapshot() (TopicSource, map[string]int64) {
 	}
 	return m.source, f
 }
+
+// series is a (topic, principal) pair: the labels of the append and
+// read counters.
+type series struct{ topic, principal string }
 
 func (m *Metrics) principalOf(ctx context.Context) string {
 	var p string

@@ -46,8 +46,8 @@ const (
 )
 
 // producer is the metricproducer.Producer of a Metrics: at each read it
-// reports the storage gauges of the Metrics' topic source, if any, and the
-// open tail consumers.
+// reports the series aggregated in place (see inPlace), the storage gauges
+// of the Metrics' topic source, if any, and the open tail consumers.
 type producer struct{ m *Metrics }
 
 // Read implements metricproducer.Producer.
@@ -93,7 +93,7 @@ func (p *producer) Read() []*metricdata.Metric {
 		addPoint(tail, name, following[name], now)
 	}
 
-	var out []*metricdata.Metric
+	out := p.m.inPlace.metrics()
 	for _, g := range []*metricdata.Metric{seg, size, lowest, next, highest, tail} {
 		if len(g.TimeSeries) > 0 {
 			out = append(out, g)

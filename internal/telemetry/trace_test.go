@@ -7,11 +7,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.opencensus.io/trace"
+	"go.opencensus.io/zpages"
 )
 
 // readJSONLines parses a file of one JSON object per line (a trace file,
@@ -191,4 +193,128 @@ func TestConfigureTracing(t *testing.T) {
 	}
 	child.End()
 	root.End()
+}
+
+// tracezSpans returns what /debug/tracez lists for spans named name that
+// ended (in every latency bucket) or still run.
+func tracezSpans(name string) string {
+	var b strings.Builder
+	zpages.WriteTextTracezSpans(&b, name, 0, 0)
+	for bucket := 0; bucket <= 8; bucket++ {
+		zpages.WriteTextTracezSpans(&b, name, 1, bucket)
+	}
+	return b.String()
+}
+
+// The sampling tracer records sampled spans as OpenCensus does (tracez,
+// exporters, children sampled) and unsampled ones not at all, while they
+// keep their trace IDs for log lines and children.
+func TestSampledTracer(t *testing.T) {
+	t.Cleanup(func() { ConfigureTracing(1e-4) })
+	OperatorMux(OperatorOptions{}) // zPages: the local span store is on
+	rec := recordSpans(t)
+
+	ConfigureTracing(0)
+	ctx, root := trace.StartSpan(context.Background(), "logd.test.unsampled")
+	_, child := trace.StartSpan(ctx, "logd.test.unsampled")
+	for _, s := range []*trace.Span{root, child} {
+		if s.SpanContext().IsSampled() || s.IsRecordingEvents() {
+			t.Errorf("span %v: sampled %v, recording %v with sampling off", s, s.SpanContext().IsSampled(), s.IsRecordingEvents())
+		}
+		if s.SpanContext().TraceID == (trace.TraceID{}) || s.SpanContext().SpanID == (trace.SpanID{}) {
+			t.Errorf("span %v: zero IDs %v", s, s.SpanContext())
+		}
+	}
+	if root.SpanContext().TraceID != child.SpanContext().TraceID || root.SpanContext().SpanID == child.SpanContext().SpanID {
+		t.Errorf("child %v of %v: want the parent's trace and its own span ID", child.SpanContext(), root.SpanContext())
+	}
+	if trace.FromContext(ctx) != root {
+		t.Error("FromContext does not return the unsampled span")
+	}
+	child.End()
+	root.End()
+	if got := tracezSpans("logd.test.unsampled"); strings.Contains(got, "trace_id") {
+		t.Errorf("tracez lists unsampled spans:\n%s", got)
+	}
+
+	// zPages keeps a span a second per name and latency bucket: names of
+	// this run's own.
+	rootName, childName := uniqueTopic(t), uniqueTopic(t)
+	ConfigureTracing(1)
+	ctx, root = trace.StartSpan(context.Background(), rootName)
+	ConfigureTracing(0)
+	_, child = trace.StartSpan(ctx, childName)
+	if !root.IsRecordingEvents() || !child.SpanContext().IsSampled() || child.SpanContext().TraceID != root.SpanContext().TraceID {
+		t.Errorf("sampled root %v, child %v: want both sampled, recording, one trace", root.SpanContext(), child.SpanContext())
+	}
+	child.End()
+	root.End()
+	tid := root.SpanContext().TraceID.String()
+	for _, name := range []string{rootName, childName} {
+		if got := tracezSpans(name); strings.Count(got, tid) != 1 {
+			t.Errorf("tracez lists %d spans %s of trace %s, want 1:\n%s", strings.Count(got, tid), name, tid, got)
+		}
+	}
+	exported := 0
+	for _, s := range rec.get() {
+		if s.TraceID.String() == tid {
+			exported++
+		}
+		if s.Name == "logd.test.unsampled" {
+			t.Errorf("unsampled span exported: %v", s)
+		}
+	}
+	if exported != 2 {
+		t.Errorf("exported %d spans of the sampled trace, want 2", exported)
+	}
+
+	// A remote parent: sampled, it makes the span sampled (as OpenCensus's
+	// probability sampler does); unsampled, the sampler decides.
+	remote := trace.SpanContext{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceOptions: 1}
+	_, s := trace.StartSpanWithRemoteParent(context.Background(), "logd.test.remote", remote, trace.WithSampler(trace.ProbabilitySampler(0)))
+	if !s.SpanContext().IsSampled() || s.SpanContext().TraceID != remote.TraceID {
+		t.Errorf("span of a sampled remote parent: got %v, want sampled in trace %v", s.SpanContext(), remote.TraceID)
+	}
+	s.End()
+	remote.TraceOptions = 0
+	_, s = trace.StartSpanWithRemoteParent(context.Background(), "logd.test.remote", remote)
+	if s.SpanContext().IsSampled() || s.SpanContext().TraceID != remote.TraceID {
+		t.Errorf("span of an unsampled remote parent, sampling off: got %v, want unsampled in trace %v", s.SpanContext(), remote.TraceID)
+	}
+	s.End()
+}
+
+// A call's spans when the call is not sampled (the common case: 1% are by
+// default): a server span and two children with attributes, as a produce
+// makes them, with zPages serving. "opencensus" is OpenCensus's own tracer,
+// the baseline, which records all of it in the local span store; "sampled"
+// is the tracer ConfigureTracing installs.
+func BenchmarkUnsampledCallSpans(b *testing.B) {
+	b.Cleanup(func() { ConfigureTracing(1e-4) })
+	OperatorMux(OperatorOptions{})
+	ConfigureTracing(0.01)
+	for _, tc := range []struct {
+		name string
+		t    trace.Tracer
+	}{{"tracer=opencensus", tracer.base}, {"tracer=sampled", tracer}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				ctx, call := tc.t.StartSpan(context.Background(), "logd.bench.call", trace.WithSpanKind(trace.SpanKindServer))
+				if call.SpanContext().IsSampled() {
+					n++
+				}
+				for _, name := range []string{"logd.bench.append", "logd.bench.sync_wait"} {
+					_, s := tc.t.StartSpan(ctx, name)
+					s.AddAttributes(trace.StringAttribute("topic", "bench"), trace.Int64Attribute("offset", 1))
+					s.End()
+				}
+				call.AddMessageReceiveEvent(1, 300, 300)
+				call.SetStatus(trace.Status{})
+				call.End()
+			}
+			b.ReportMetric(float64(n)/float64(b.N), "sampled/op")
+		})
+	}
 }
