@@ -188,7 +188,6 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 		TLS:            tlsFiles.Config("h2"),
 		MaxRecordBytes: lcfg.MaxRecordBytes,
 		Observer:       metrics,
-		StatsHandler:   &telemetry.ServerHandler{},
 		Logger:         logger,
 		Audit:          audit,
 		Quotas:         quotas,

@@ -15,7 +15,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/stats"
 
 	logv1 "github.com/logd/logd/api/v1"
 	"github.com/logd/logd/internal/log"
@@ -43,10 +42,6 @@ type Config struct {
 	// Audit, if set, gets the audit log: denied authorizations and admin
 	// actions (see auditor).
 	Audit *zap.Logger
-	// StatsHandler gives each call its span and the OpenCensus gRPC
-	// measures; nil means ocgrpc.ServerHandler. It runs before the
-	// interceptors, so that log lines carry the span's trace id.
-	StatsHandler stats.Handler
 	// Quotas, if set, limits each principal and topic (see quotaGuard);
 	// reload it with its Set. Nil limits nothing, at no cost per call.
 	Quotas *quota.Quotas
@@ -93,9 +88,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.StatsHandler == nil {
-		cfg.StatsHandler = &ocgrpc.ServerHandler{}
-	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
@@ -115,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.Creds(credentials.NewTLS(cfg.TLS)),
 		// Spans and OpenCensus views per call; the span is in the context
 		// before the interceptors run, so log lines carry its trace id.
-		grpc.StatsHandler(cfg.StatsHandler),
+		grpc.StatsHandler(&ocgrpc.ServerHandler{}),
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + requestSlack),
 		// Calls run on goroutines kept for them, whose stacks have grown
 		// to what a call needs, rather than on a new goroutine each, which

@@ -33,7 +33,7 @@
 //	logd_topic_next_offset{topic}                   gauge    offset the next record will get
 //	logd_topic_highest_offset{topic}                gauge    newest record (only if the topic is not empty)
 //	logd_topic_tail_consumers{topic}                gauge    open ConsumeStreams (reading or waiting at the tail)
-//	grpc_io_server_*{grpc_server_method,...}        ocgrpc.DefaultServerViews (logd installs ServerHandler, which records ocgrpc's measures)
+//	grpc_io_server_*{grpc_server_method,...}        ocgrpc.DefaultServerViews
 //	go_*, process_*                                 the Go runtime and process collectors
 //
 // Histograms have _bucket, _sum and _count series. OpenCensus buckets are
