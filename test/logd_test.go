@@ -382,6 +382,42 @@ func (p *process) checkRace(t testing.TB) {
 	}
 }
 
+// reloadTimeout bounds the wait for logd to report a reload: two polls
+// of --reload-interval plus a loaded machine's delays.
+const reloadTimeout = 30 * time.Second
+
+// reloads counts the lines msg ("reloaded" or "reload failed, keeping
+// the previous one") logd wrote for the reload source, with trigger (""
+// for any).
+func (p *process) reloads(source, msg, trigger string) int {
+	n := 0
+	for _, l := range p.stderr.find(msg) {
+		if l.Source == source && (trigger == "" || l.Trigger == trigger) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitReloads waits until reloads(source, msg, trigger) reaches n.
+func (p *process) waitReloads(t testing.TB, source, msg, trigger string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s to log %q for %s (trigger %q) %d times", p.name, msg, source, trigger, n),
+		func() bool { return p.reloads(source, msg, trigger) >= n })
+}
+
+// waitFor polls cond until it holds, for at most reloadTimeout.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(reloadTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", reloadTimeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // lines returns the number of stderr lines so far: pass it to waitLine
 // to wait for a line written after now.
 func (p *process) lines() int {

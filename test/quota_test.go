@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,18 +65,18 @@ func TestQuotasOverTheWire(t *testing.T) {
 	}, 10*time.Second)
 
 	// Rewrite the file: no produce limit for alice any more.
-	reloads := countReloads(t, p, "reloaded", "file change")
+	reloads := p.reloads("quotas", "reloaded", "file change")
 	writeAtomic(t, quotaFile, `{"principals": {"alice": {"produce": {"rate": 0}, "streams": 1}}}`)
-	waitReloads(t, p, "reloaded", "file change", reloads+1)
+	p.waitReloads(t, "quotas", "reloaded", "file change", reloads+1)
 	for range 5 {
 		produce(t, alice, "alice/q", big)
 	}
 
 	// A broken file keeps the quotas in force, and says why.
 	const failedMsg = "reload failed, keeping the previous one"
-	failed := countReloads(t, p, failedMsg, "")
+	failed := p.reloads("quotas", failedMsg, "")
 	writeAtomic(t, quotaFile, `{"principals": {"alice": {"produce": {"rate": -5}}}}`)
-	waitReloads(t, p, failedMsg, "", failed+1)
+	p.waitReloads(t, "quotas", failedMsg, "", failed+1)
 	produce(t, alice, "alice/q", big)
 	ctx, cancel := rpcCtx()
 	defer cancel()
@@ -99,12 +98,12 @@ func TestQuotasOverTheWire(t *testing.T) {
 
 	// Fixed, and SIGHUP: logd reloads at once (the poll may also see the
 	// change; the signal's reload is reported as such either way).
-	reloads = countReloads(t, p, "reloaded", "signal")
+	reloads = p.reloads("quotas", "reloaded", "signal")
 	writeAtomic(t, quotaFile, `{"principals": {"alice": {"produce": {"rate": 10, "burst": 10}}}}`)
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitReloads(t, p, "reloaded", "signal", reloads+1)
+	p.waitReloads(t, "quotas", "reloaded", "signal", reloads+1)
 	err = produceErr(alice, "alice/q", strings.Repeat("x", 11))
 	if st := wantCode(t, err, codes.ResourceExhausted); !strings.Contains(st.Message(), "can never pass") {
 		t.Errorf("11 bytes over a 10-byte burst: got %q, want it to say it can never pass", st.Message())
@@ -147,39 +146,5 @@ func writeAtomic(t testing.TB, path, content string) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// countReloads counts logd's log lines msg ("reloaded" or "reload
-// failed, …") for the quota file, with trigger ("signal", "file change";
-// "" for any).
-func countReloads(t testing.TB, p *process, msg, trigger string) int {
-	t.Helper()
-	n := 0
-	for _, l := range p.stderr.find(msg) {
-		var f struct {
-			Source  string `json:"source"`
-			Trigger string `json:"trigger"`
-		}
-		if err := json.Unmarshal([]byte(l.raw), &f); err != nil {
-			t.Fatalf("log line %q: %v", l.raw, err)
-		}
-		if f.Source == "quotas" && (trigger == "" || f.Trigger == trigger) {
-			n++
-		}
-	}
-	return n
-}
-
-// waitReloads waits until logd has logged msg for the quota file with
-// trigger n times.
-func waitReloads(t testing.TB, p *process, msg, trigger string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(reloadTimeout)
-	for countReloads(t, p, msg, trigger) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %q (trigger %q) for the quota file %d times within %v", p.name, msg, trigger, n, reloadTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -29,10 +29,6 @@ import (
 	"github.com/logd/logd/internal/tlsconfig"
 )
 
-// reloadTimeout bounds the wait for logd to report a reload: two polls
-// of --reload-interval plus a loaded machine's delays.
-const reloadTimeout = 30 * time.Second
-
 // tlsClient is a client certificate and the CA bundle it trusts.
 type tlsClient struct {
 	certDir, cn, trust string
@@ -127,36 +123,6 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// reloads counts logd's "reloaded" lines of the source "tls".
-func (p *process) reloads() int {
-	n := 0
-	for _, l := range p.stderr.find("reloaded") {
-		var f struct{ Source string }
-		if json.Unmarshal([]byte(l.raw), &f) == nil && f.Source == "tls" {
-			n++
-		}
-	}
-	return n
-}
-
-// waitReloads waits until logd has reported n reloads of its TLS files.
-func (p *process) waitReloads(t testing.TB, n int) {
-	t.Helper()
-	waitFor(t, fmt.Sprintf("%s to report %d TLS reloads", p.name, n), func() bool { return p.reloads() >= n })
-}
-
-// waitFor polls cond until it holds, for at most reloadTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(reloadTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", reloadTimeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // load runs clients against logd until stop is called: producers on
@@ -312,7 +278,7 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 	}
 	early.Close()
 	replaceFile(t, filepath.Join(configDir, pki.CAFile), bundle)
-	p.waitReloads(t, 2)
+	p.waitReloads(t, "tls", "reloaded", "", 2)
 	newAlice.freshSerial(t, p.GRPCAddr, "alice/rotate")
 	l.progress(t, serial["sameCA"])
 
@@ -344,7 +310,7 @@ func rotateServer(t testing.TB, p *process, c tlsClient, dir string, n int) {
 	for _, f := range []string{pki.ServerKeyFile, pki.ServerFile} {
 		replaceFile(t, filepath.Join(p.configDir, f), readFile(t, filepath.Join(dir, f)))
 	}
-	p.waitReloads(t, n)
+	p.waitReloads(t, "tls", "reloaded", "", n)
 	want := certSerial(t, filepath.Join(dir, pki.ServerFile))
 	if got := c.freshSerial(t, p.GRPCAddr, "rotate/check"); got.Cmp(want) != 0 {
 		t.Fatalf("after TLS reload %d: server serial %v, want %v", n, got, want)
@@ -403,7 +369,7 @@ func TestRevokedClientIsRefused(t *testing.T) {
 	if !strings.Contains(string(out), "revoked bob (serial "+bobSerial.String()+")") {
 		t.Fatalf("make revoke output %q does not name bob's serial %v", out, bobSerial)
 	}
-	p.waitReloads(t, 1)
+	p.waitReloads(t, "tls", "reloaded", "", 1)
 
 	// bob's new connections are refused at the handshake, over gRPC ...
 	conn := bob.dial(t, p.GRPCAddr)
