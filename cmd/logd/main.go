@@ -121,13 +121,13 @@ func serve(ctx context.Context, cfg *config, logger *zap.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
-	quotaCfg, err := quota.LoadFile(cfg.quotaFile)
-	if err != nil {
-		return usagef("--quota-file: %v", err)
-	}
 	var quotas *quota.Quotas // none without a file: nothing to check per call
 	if cfg.quotaFile != "" {
-		quotas = quota.New(quotaCfg)
+		qc, err := quota.LoadFile(cfg.quotaFile)
+		if err != nil {
+			return usagef("--quota-file: %v", err)
+		}
+		quotas = quota.New(qc)
 	}
 
 	metrics, err := telemetry.NewMetrics(
